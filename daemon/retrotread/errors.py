@@ -1,0 +1,54 @@
+"""One error hierarchy for retrotread; every error a user can cause is one clear line."""
+
+from __future__ import annotations
+
+
+class RetrotreadError(Exception):
+    """Base of every error retrotread raises on purpose."""
+
+
+class DecodeError(RetrotreadError):
+    """Bytes from a treadmill (or a log) that cannot be decoded into a trustworthy frame."""
+
+    def __init__(self, char: str, data: bytes, reason: str) -> None:
+        self.char = char
+        self.data = bytes(data)
+        self.reason = reason
+        super().__init__(f"cannot decode {char} frame {self.data.hex() or '(empty)'}: {reason}")
+
+
+class UnsupportedOpCode(DecodeError):
+    """A Control Point request whose op code is reserved or unknown (FTMS result 0x02)."""
+
+    def __init__(self, char: str, data: bytes, op_code: int) -> None:
+        self.op_code = op_code
+        super().__init__(char, data, f"op code 0x{op_code:02x} is not supported")
+
+
+class AttError(RetrotreadError):
+    """An ATT-level error a GATT server answers a request with (e.g. 0xFD, 0xFE)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        super().__init__(f"ATT error 0x{code:02X}: {message}")
+
+
+class LinkError(RetrotreadError):
+    """The treadmill link failed or is not connected."""
+
+
+class ControlError(RetrotreadError):
+    """A Control Point procedure did not succeed."""
+
+    def __init__(self, op: str, message: str, result_code: int | None = None) -> None:
+        self.op = op
+        self.result_code = result_code
+        super().__init__(f"{op}: {message}")
+
+
+class ConfigError(RetrotreadError):
+    """A configuration file or value is wrong."""
+
+
+class ProfileError(RetrotreadError):
+    """A profile is malformed or breaks the safety limits."""

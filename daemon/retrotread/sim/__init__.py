@@ -1,0 +1,1 @@
+"""The simulated FTMS treadmill and its faces (in-process link, fake BlueZ)."""
