@@ -88,10 +88,10 @@ class VirtualClock:
         self._now = target
         await self._settle()
 
-    async def run_until(self, predicate: object, timeout: float, step: float = 0.05) -> bool:
-        """Advance in ``step`` increments until ``predicate()`` is true or ``timeout`` passes."""
+    async def run_until(self, predicate: object, limit_s: float, step: float = 0.05) -> bool:
+        """Advance in ``step`` increments until ``predicate()`` is true or ``limit_s`` passes."""
         assert callable(predicate)
-        end = self._now + timeout
+        end = self._now + limit_s
         while self._now < end:
             if predicate():
                 return True
