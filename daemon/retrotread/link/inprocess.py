@@ -6,7 +6,7 @@ import asyncio
 
 from retrotread.errors import AttError, LinkError
 from retrotread.link.transport import DisconnectCallback, NotifyCallback
-from retrotread.sim.gatt import ConnectRefused, Peripheral
+from retrotread.sim.gatt import ConnectRefused, Peripheral, Subscription
 
 
 class InProcessTransport:
@@ -70,7 +70,7 @@ class InProcessTransport:
     async def start_notify(self, uuid: str, callback: NotifyCallback) -> None:
         self._check()
         props = self.characteristics().get(uuid.lower(), ())
-        mode = "notify" if "notify" in props else "indicate"
+        mode: Subscription = "notify" if "notify" in props else "indicate"
         self._callbacks[uuid.lower()] = callback
         try:
             self._p.subscribe(uuid, mode)
