@@ -10,10 +10,13 @@ def uuid16(short: int) -> str:
     return BASE.format(short)
 
 
+_BASE_TAIL = BASE.format(0)[8:]
+
+
 def short_name(uuid: str) -> str:
     """'00002acd-0000-1000-8000-00805f9b34fb' -> '2acd'; other UUIDs are returned lower-cased."""
     u = uuid.lower()
-    if len(u) == 36 and u.startswith("0000") and u[8:] == BASE[8:]:
+    if len(u) == 36 and u.startswith("0000") and u[8:] == _BASE_TAIL:
         return u[4:8]
     return u
 

@@ -1,0 +1,136 @@
+"""The connection supervisor: keep the treadmill link up, with capped, jittered backoff.
+
+Explicit states; a silence watchdog (no Treadmill Data for ``silence_timeout_s`` while
+connected counts as link loss, SPEC.md §2); ``disconnect()`` after every loss, because
+bleak keeps its bus socket open until told (BLESIM.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+from collections.abc import Callable
+
+from retrotread.clock import Clock
+from retrotread.errors import RetrotreadError
+from retrotread.link.events import LinkDown, LinkEvent
+from retrotread.link.ftms_client import FtmsTreadmill
+
+log = logging.getLogger(__name__)
+
+
+class LinkState(enum.StrEnum):
+    STOPPED = "stopped"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    BACKOFF = "backoff"
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter in [delay/2, delay]."""
+
+    def __init__(
+        self, initial_s: float = 1.0, max_s: float = 60.0, rng: random.Random | None = None
+    ) -> None:
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self.rng = rng or random.Random()
+
+    def delay(self, attempt: int) -> float:
+        """Delay before retry number ``attempt`` (1-based)."""
+        cap = min(self.max_s, self.initial_s * 2 ** max(0, attempt - 1))
+        return self.rng.uniform(cap / 2, cap)
+
+
+class Supervisor:
+    """Runs forever (until cancelled): connect, watch, recover."""
+
+    def __init__(
+        self,
+        treadmill: FtmsTreadmill,
+        clock: Clock,
+        *,
+        silence_timeout_s: float = 5.0,
+        connect_timeout_s: float = 20.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.treadmill = treadmill
+        self.clock = clock
+        self.silence_timeout_s = silence_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.backoff = backoff or Backoff()
+        self.state = LinkState.STOPPED
+        self.attempts = 0
+        self.losses = 0
+        self.last_error: str | None = None
+        self._state_listeners: list[Callable[[LinkState], None]] = []
+        self._down = asyncio.Event()
+        self._connected = asyncio.Event()
+        treadmill.add_listener(self._on_event)
+
+    def add_state_listener(self, listener: Callable[[LinkState], None]) -> None:
+        self._state_listeners.append(listener)
+
+    def _set_state(self, state: LinkState) -> None:
+        if state != self.state:
+            self.state = state
+            if state == LinkState.CONNECTED:
+                self._connected.set()
+            else:
+                self._connected.clear()
+            for listener in list(self._state_listeners):
+                listener(state)
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    def _on_event(self, event: LinkEvent) -> None:
+        if isinstance(event, LinkDown):
+            self._down.set()
+
+    async def run(self) -> None:
+        failures = 0
+        try:
+            while True:
+                self._set_state(LinkState.CONNECTING)
+                self.attempts += 1
+                self._down.clear()
+                try:
+                    async with asyncio.timeout(self.connect_timeout_s):
+                        await self.treadmill.connect()
+                except (RetrotreadError, TimeoutError, OSError) as exc:
+                    failures += 1
+                    self.last_error = str(exc) or type(exc).__name__
+                    # First failure is news; repeats while the treadmill is off are not.
+                    level = logging.WARNING if failures == 1 else logging.DEBUG
+                    log.log(level, "cannot connect to the treadmill: %s", self.last_error)
+                    await self.treadmill.disconnect()
+                    self._set_state(LinkState.BACKOFF)
+                    await self.clock.sleep(self.backoff.delay(failures))
+                    continue
+                failures = 0
+                self.last_error = None
+                self._set_state(LinkState.CONNECTED)
+                reason = await self._watch()
+                self.losses += 1
+                log.warning("treadmill link lost: %s", reason)
+                await self.treadmill.disconnect()
+                self._set_state(LinkState.BACKOFF)
+                await self.clock.sleep(self.backoff.delay(1))
+        finally:
+            self._set_state(LinkState.STOPPED)
+
+    async def _watch(self) -> str:
+        """Return when the link is lost: dropped, or silent for too long."""
+        tick = max(0.01, min(1.0, self.silence_timeout_s / 5))
+        while True:
+            if self._down.is_set() or not self.treadmill.is_connected:
+                return "the treadmill dropped the link"
+            last = self.treadmill.last_data_at
+            if last is not None and self.clock.monotonic() - last > self.silence_timeout_s:
+                reason = f"no treadmill data for {self.silence_timeout_s:g} s"
+                self.treadmill.declare_lost(reason)
+                return reason
+            await self.clock.sleep(tick)

@@ -1,0 +1,194 @@
+"""The FTMS client and the connection supervisor against the in-process simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from retrotread.errors import ControlError, LinkError
+from retrotread.ftms.status import StatusOp
+from retrotread.link.events import BadFrame, LinkDown, LinkUp, RawFrame, StatusChanged, Telemetry
+from retrotread.link.ftms_client import ControlRefused, Superseded
+from retrotread.service.supervisor import Backoff, LinkState, Supervisor
+from retrotread.sim.treadmill import Faults, SimConfig
+from tests.linkhelpers import rig
+
+
+async def test_capabilities_read_after_connect() -> None:
+    async with rig() as r:
+        caps = await r.drive(r.treadmill.connect())
+        assert caps.name == "RETRO-SIM"
+        assert caps.speed_range is not None and caps.incline_range is not None
+        assert (caps.speed_range.minimum, caps.speed_range.maximum) == (0.5, 8.0)
+        assert caps.speed_range.increment == 0.1
+        assert (caps.incline_range.minimum, caps.incline_range.maximum) == (0.0, 12.0)
+        assert caps.can_set_speed and caps.can_set_incline
+        assert caps.device_info["manufacturer"] == "retrotread"
+        assert caps.device_info["model"] == "SIM-1"
+        assert r.of(LinkUp)[0].capabilities == caps
+
+
+async def test_missing_incline_range_tolerated() -> None:
+    async with rig(SimConfig(incline_supported=False)) as r:
+        caps = await r.drive(r.treadmill.connect())
+        assert caps.incline_range is None
+        assert caps.can_set_speed and not caps.can_set_incline
+
+
+async def test_speed_and_incline_reach_telemetry() -> None:
+    async with rig() as r:
+        await r.drive(r.treadmill.connect())
+        await r.drive(r.treadmill.start())
+        await r.clock.advance(4)
+        await r.drive(r.treadmill.set_speed(2.0))
+        await r.drive(r.treadmill.set_incline(3.5))
+        await r.clock.advance(10)
+        last = r.of(Telemetry)[-1].record
+        assert last.speed_kmh == 2.0
+        assert last.incline_pct == 3.5
+        tx = [e.data for e in r.of(RawFrame) if e.direction == "tx"]
+        # Request Control first (FTMS.md §8.4 step 4), then the commands, byte for byte.
+        assert tx == [b"\x00", b"\x07", b"\x02\xc8\x00", b"\x03\x23\x00"]
+
+
+async def test_request_control_again_after_permission_lost() -> None:
+    async with rig() as r:
+        await r.drive(r.treadmill.connect())
+        await r.drive(r.treadmill.start())
+        r.sim.revoke_control()
+        await r.clock.advance(0.2)
+        assert not r.treadmill.has_control
+        await r.drive(r.treadmill.set_speed(1.0))
+        tx = [e.data for e in r.of(RawFrame) if e.direction == "tx"]
+        assert tx[-2:] == [b"\x00", b"\x02\x64\x00"]
+        assert r.sim.target_speed_kmh == 1.0
+
+
+async def test_refused_control_is_a_typed_error() -> None:
+    async with rig(faults=Faults(refuse_control=True)) as r:
+        await r.drive(r.treadmill.connect())
+        with pytest.raises(ControlRefused) as info:
+            await r.drive(r.treadmill.start())
+        assert info.value.result_code == 0x05
+        assert r.sim.state == "idle"
+
+
+async def test_operation_failed_maps_to_control_error() -> None:
+    async with rig() as r:
+        await r.drive(r.treadmill.connect())
+        with pytest.raises(ControlError) as info:
+            await r.drive(r.treadmill.stop())  # stop while already stopped: 0x04
+        assert info.value.result_code == 0x04
+
+
+async def test_stop_overtakes_queued_commands() -> None:
+    async with rig() as r:
+        await r.drive(r.treadmill.connect())
+        await r.drive(r.treadmill.start())
+        await r.clock.advance(4)
+        ramp = [asyncio.ensure_future(r.treadmill.set_speed(1.0 + i / 10)) for i in range(10)]
+        await asyncio.sleep(0)  # the first set_speed is now on the wire
+        stop = asyncio.ensure_future(r.treadmill.stop())
+        await r.drive(asyncio.wait_for(stop, 5))
+        results = await asyncio.gather(*ramp, return_exceptions=True)
+        superseded = [x for x in results if isinstance(x, Superseded)]
+        assert len(superseded) == 9  # only the one already on the wire went through
+        tx = [e.data for e in r.of(RawFrame) if e.direction == "tx"]
+        assert tx[-2:] == [b"\x02\x64\x00", b"\x08\x01"]
+        await r.clock.advance(10)
+        assert r.sim.state == "stopped"
+        assert r.of(Telemetry)[-1].record.speed_kmh == 0.0
+
+
+async def test_no_command_while_disconnected() -> None:
+    async with rig() as r:
+        await r.drive(r.treadmill.connect())
+        r.sim.drop_link("power cut")
+        assert r.of(LinkDown)[-1].reason == "power cut"
+        writes = len(r.sim.writes)
+        with pytest.raises(LinkError):
+            await r.drive(r.treadmill.set_speed(1.0))
+        assert len(r.sim.writes) == writes
+
+
+async def test_garbage_frames_are_reported_not_fatal() -> None:
+    async with rig(faults=Faults(truncate_at=3)) as r:
+        await r.drive(r.treadmill.connect())
+        await r.clock.advance(1)
+        bad = r.of(BadFrame)
+        assert bad and all(b.error.char == "2acd" for b in bad)
+        r.sim.faults.truncate_at = None
+        await r.clock.advance(1)
+        assert r.of(Telemetry)
+
+
+async def test_padded_status_frames_decode() -> None:
+    async with rig(faults=Faults(pad_status_to=3)) as r:
+        await r.drive(r.treadmill.connect())
+        await r.drive(r.treadmill.start())
+        await r.clock.advance(0.5)
+        ops = [(e.status.op, e.status.extra) for e in r.of(StatusChanged)]
+        assert (StatusOp.STARTED_OR_RESUMED_BY_USER, b"\x00\x00") in ops
+
+
+async def test_split_records_are_reassembled() -> None:
+    async with rig(faults=Faults(mtu=23)) as r:
+        await r.drive(r.treadmill.connect())
+        await r.clock.advance(2)
+        frames = [e for e in r.of(RawFrame) if e.char == "2acd"]
+        assert frames and max(len(f.data) for f in frames) <= 20
+        records = r.of(Telemetry)
+        assert len(records) < len(frames)
+        assert records[-1].record.heart_rate_bpm is not None
+        assert records[-1].record.speed_kmh == 0.0
+
+
+def test_backoff_is_capped_and_jittered() -> None:
+    b = Backoff(initial_s=1.0, max_s=30.0, rng=random.Random(7))
+    delays = [b.delay(n) for n in range(1, 12)]
+    assert all(0.5 <= delays[0] <= 1.0 for _ in [0])
+    assert all(d <= 30.0 for d in delays)
+    assert delays[-1] >= 15.0  # capped at 30, jitter keeps it in [15, 30]
+    assert len({round(d, 6) for d in delays}) == len(delays)
+
+
+async def test_supervisor_reconnects_after_drop() -> None:
+    async with rig() as r:
+        sup = Supervisor(
+            r.treadmill, r.clock, silence_timeout_s=2.0, backoff=Backoff(1.0, 8.0, random.Random(1))
+        )
+        states: list[LinkState] = []
+        sup.add_state_listener(states.append)
+        task = asyncio.create_task(sup.run())
+        await r.clock.run_until(lambda: sup.state == LinkState.CONNECTED, 5)
+        r.sim.drop_link("out of range")
+        r.sim.faults.refuse_connect = "device not found"
+        await r.clock.advance(20)
+        assert sup.state == LinkState.BACKOFF
+        assert sup.attempts >= 3  # it kept trying while the treadmill was absent
+        r.sim.faults.refuse_connect = None
+        assert await r.clock.run_until(lambda: sup.state == LinkState.CONNECTED, 30)
+        assert sup.losses == 1
+        assert states[:3] == [LinkState.CONNECTING, LinkState.CONNECTED, LinkState.BACKOFF]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_silence_watchdog_declares_link_lost() -> None:
+    async with rig() as r:
+        sup = Supervisor(
+            r.treadmill, r.clock, silence_timeout_s=2.0, backoff=Backoff(1.0, 8.0, random.Random(1))
+        )
+        task = asyncio.create_task(sup.run())
+        await r.clock.run_until(lambda: sup.state == LinkState.CONNECTED, 5)
+        r.sim.faults.silent = True
+        await r.clock.advance(2.5)
+        downs = r.of(LinkDown)
+        assert downs and downs[0].reason == "no treadmill data for 2 s"
+        assert not r.sim.connected  # we released the link ourselves
+        r.sim.faults.silent = False
+        assert await r.clock.run_until(lambda: sup.state == LinkState.CONNECTED, 30)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
