@@ -1,0 +1,274 @@
+"""The GATT transport over bleak (BlueZ on Linux): the daemon's path to a real treadmill.
+
+The only module that imports bleak. Bleak's exceptions are converted here, at the
+boundary: GATT protocol errors become ``AttError`` with the ATT code (the control point
+client needs 0xFD/0xFE), everything else becomes ``LinkError`` with a readable reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError, BleakGATTProtocolError
+from bleak_retry_connector import establish_connection
+
+from retrotread.errors import AttError, LinkError
+from retrotread.ftms import uuids
+from retrotread.link.transport import DisconnectCallback, NotifyCallback
+
+log = logging.getLogger(__name__)
+
+
+class BluetoothUnavailable(LinkError):
+    """No usable Bluetooth stack (no BlueZ on the system bus, no adapter, no permission)."""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _unavailable(exc: BaseException) -> BluetoothUnavailable | None:
+    """Recognise 'there is no Bluetooth here' among bleak's and D-Bus's failures."""
+    name = type(exc).__name__
+    text = str(exc)
+    if name == "BleakBluetoothNotAvailableError" or isinstance(
+        exc, FileNotFoundError | ConnectionRefusedError
+    ):
+        return BluetoothUnavailable(f"Bluetooth is not available: {_describe(exc)}")
+    markers = ("org.freedesktop.DBus.Error.ServiceUnknown", "No Bluetooth adapters", "NoReply")
+    if any(m in text for m in markers):
+        return BluetoothUnavailable(
+            f"Bluetooth is not available (is bluetoothd running?): {_describe(exc)}"
+        )
+    return None
+
+
+def _bluez_kwargs(adapter: str | None) -> dict[str, Any]:
+    return {"bluez": {"adapter": adapter}} if adapter else {}
+
+
+@dataclass(frozen=True)
+class Found:
+    """One advertising FTMS machine seen in a scan."""
+
+    device: BLEDevice
+    name: str | None
+    address: str
+    rssi: int | None
+    is_treadmill: bool | None
+
+
+def _ftms_advert(adv: AdvertisementData) -> tuple[bool, bool | None]:
+    """(looks like FTMS, is a treadmill or None when the advert does not say)."""
+    service = uuids.FITNESS_MACHINE_SERVICE
+    data = adv.service_data.get(service)
+    listed = service in [u.lower() for u in adv.service_uuids]
+    if data is not None and len(data) >= 2:
+        # FTMS.md §2: flags then machine type; some units send one byte or swap them,
+        # so OR the type bytes together (a treadmill is bit 0).
+        machine_type = 0
+        for b in data[1:3]:
+            machine_type |= b
+        return True, bool(machine_type & 0x01)
+    return listed or data is not None, None
+
+
+async def scan(timeout_s: float, adapter: str | None = None) -> list[Found]:
+    """Advertising FTMS machines (service UUID or service data), strongest first."""
+    try:
+        seen = await BleakScanner.discover(
+            timeout=timeout_s, return_adv=True, **_bluez_kwargs(adapter)
+        )
+    except (BleakError, OSError) as exc:
+        raise _unavailable(exc) or LinkError(f"scan failed: {_describe(exc)}") from exc
+    out = []
+    for device, adv in seen.values():
+        ftms, treadmill = _ftms_advert(adv)
+        if ftms:
+            out.append(
+                Found(device, adv.local_name or device.name, device.address, adv.rssi, treadmill)
+            )
+    out.sort(key=lambda f: -(f.rssi if f.rssi is not None else -999))
+    return out
+
+
+class BleakTransport:
+    """GATT client to one treadmill through bleak, found by address, name or FTMS service."""
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        name: str | None = None,
+        adapter: str | None = None,
+        scan_timeout_s: float = 10.0,
+        connect_attempts: int = 2,
+    ) -> None:
+        self.want_address = address
+        self.want_name = name
+        self.adapter = adapter
+        self.scan_timeout_s = scan_timeout_s
+        self.connect_attempts = connect_attempts
+        self._client: BleakClient | None = None
+        self._device: BLEDevice | None = None
+        self._on_disconnect: DisconnectCallback | None = None
+        self._expect_disconnect = False
+        self._chars: dict[str, tuple[str, ...]] = {}
+
+    @property
+    def address(self) -> str:
+        if self._device is not None:
+            return self._device.address
+        return self.want_address or "(unknown)"
+
+    @property
+    def name(self) -> str | None:
+        if self._device is not None and self._device.name:
+            return self._device.name
+        return self.want_name
+
+    @property
+    def is_connected(self) -> bool:
+        return self._client is not None and self._client.is_connected
+
+    def set_disconnected_callback(self, callback: DisconnectCallback | None) -> None:
+        self._on_disconnect = callback
+
+    def describe_target(self) -> str:
+        if self.want_address:
+            return f"treadmill {self.want_address}"
+        if self.want_name:
+            return f"treadmill named {self.want_name!r}"
+        return "an FTMS treadmill"
+
+    async def find(self) -> BLEDevice:
+        """Scan for the configured treadmill; LinkError if it is not advertising."""
+        kwargs = _bluez_kwargs(self.adapter)
+        try:
+            if self.want_address:
+                device = await BleakScanner.find_device_by_address(
+                    self.want_address, timeout=self.scan_timeout_s, **kwargs
+                )
+            else:
+                match: Callable[[BLEDevice, AdvertisementData], bool]
+                if self.want_name:
+                    want = self.want_name
+
+                    def match(d: BLEDevice, adv: AdvertisementData) -> bool:
+                        return (adv.local_name or d.name) == want
+                else:
+
+                    def match(d: BLEDevice, adv: AdvertisementData) -> bool:
+                        ftms, treadmill = _ftms_advert(adv)
+                        return ftms and treadmill is not False
+
+                device = await BleakScanner.find_device_by_filter(
+                    match, timeout=self.scan_timeout_s, **kwargs
+                )
+        except (BleakError, OSError) as exc:
+            raise _unavailable(exc) or LinkError(f"scan failed: {_describe(exc)}") from exc
+        if device is None:
+            raise LinkError(
+                f"{self.describe_target()} not found (is it on and not connected to another app?)"
+            )
+        return device
+
+    async def connect(self) -> None:
+        if self._client is not None:
+            await self.disconnect()
+        device = await self.find()
+        self._device = device
+        self._expect_disconnect = False
+        try:
+            client = await establish_connection(
+                BleakClient,
+                device,
+                device.name or device.address,
+                disconnected_callback=self._disconnected,
+                max_attempts=self.connect_attempts,
+            )
+        except (BleakError, OSError, TimeoutError) as exc:
+            raise _unavailable(exc) or LinkError(
+                f"cannot connect to {device.address}: {_describe(exc)}"
+            ) from exc
+        self._client = client
+        self._chars = {
+            ch.uuid.lower(): tuple(ch.properties)
+            for service in client.services
+            for ch in service.characteristics
+        }
+
+    def _disconnected(self, client: BleakClient) -> None:
+        if self._expect_disconnect or client is not self._client:
+            return
+        if self._on_disconnect is not None:
+            self._on_disconnect("the treadmill dropped the Bluetooth link")
+
+    async def disconnect(self) -> None:
+        """Always safe; frees bleak's per-connection bus socket even after a drop."""
+        client, self._client = self._client, None
+        self._chars = {}
+        if client is None:
+            return
+        self._expect_disconnect = True
+        try:
+            async with asyncio.timeout(10):
+                await client.disconnect()
+        except (BleakError, OSError, TimeoutError, EOFError) as exc:
+            log.debug("disconnect from %s: %s", self.address, _describe(exc))
+
+    def characteristics(self) -> dict[str, tuple[str, ...]]:
+        return dict(self._chars)
+
+    def _require(self) -> BleakClient:
+        if self._client is None or not self._client.is_connected:
+            raise LinkError(f"not connected to {self.address}")
+        return self._client
+
+    async def read(self, uuid: str) -> bytes:
+        client = self._require()
+        try:
+            return bytes(await client.read_gatt_char(uuid))
+        except BleakGATTProtocolError as exc:
+            raise AttError(int(exc.code), _describe(exc)) from exc
+        except (BleakError, OSError, EOFError) as exc:
+            raise LinkError(f"read {uuids.short_name(uuid)}: {_describe(exc)}") from exc
+
+    async def write(self, uuid: str, data: bytes, response: bool = True) -> None:
+        client = self._require()
+        try:
+            await client.write_gatt_char(uuid, bytes(data), response=response)
+        except BleakGATTProtocolError as exc:
+            raise AttError(int(exc.code), _describe(exc)) from exc
+        except (BleakError, OSError, EOFError) as exc:
+            raise LinkError(f"write {uuids.short_name(uuid)}: {_describe(exc)}") from exc
+
+    async def start_notify(self, uuid: str, callback: NotifyCallback) -> None:
+        client = self._require()
+        key = uuid.lower()
+
+        def forward(_char: BleakGATTCharacteristic, data: bytearray) -> None:
+            callback(key, bytes(data))
+
+        try:
+            await client.start_notify(uuid, forward)
+        except BleakGATTProtocolError as exc:
+            raise AttError(int(exc.code), _describe(exc)) from exc
+        except (BleakError, OSError, EOFError) as exc:
+            raise LinkError(f"subscribe {uuids.short_name(uuid)}: {_describe(exc)}") from exc
+
+    async def stop_notify(self, uuid: str) -> None:
+        client = self._require()
+        try:
+            await client.stop_notify(uuid)
+        except (BleakError, OSError, EOFError) as exc:
+            raise LinkError(f"unsubscribe {uuids.short_name(uuid)}: {_describe(exc)}") from exc
