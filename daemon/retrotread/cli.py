@@ -14,6 +14,8 @@ from retrotread.errors import RetrotreadError
 # ``run(args) -> int``; it is imported only when its subcommand runs (or for --help).
 COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("retrotread.ftms.command", "decode one raw FTMS frame to JSON"),
+    "scan": ("retrotread.link.scan_command", "list nearby FTMS treadmills"),
+    "probe": ("retrotread.link.probe_command", "connect and print what a treadmill supports"),
 }
 
 
