@@ -1,0 +1,179 @@
+"""Home Assistant MQTT discovery: one retained device-based config message (HA 2024.11+).
+
+SPEC.md §3. Every entity reads the daemon's own topics and every control publishes to
+``<base>/cmd``, so Home Assistant, a phone MQTT app and scripts share one command contract.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from retrotread import __version__
+from retrotread.mqtt.topics import Topics
+
+STATES = ["disconnected", "idle", "running", "paused", "turning", "finishing", "stopped", "error"]
+BUTTONS = ("start", "stop", "pause", "resume", "finish", "skip")
+BUTTON_ICONS = {
+    "start": "mdi:play",
+    "stop": "mdi:stop",
+    "pause": "mdi:pause",
+    "resume": "mdi:play-pause",
+    "finish": "mdi:flag-checkered",
+    "skip": "mdi:skip-next",
+}
+
+
+def discovery_topic(prefix: str, device_id: str) -> str:
+    return f"{prefix}/device/{object_id(device_id)}/config"
+
+
+def object_id(device_id: str) -> str:
+    """HA object ids allow [a-zA-Z0-9_-] only."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", device_id)
+
+
+def discovery_payload(
+    topics: Topics,
+    device_id: str,
+    profile_names: list[str],
+    treadmill_name: str | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """The device config: sensors, the profile select, buttons and the link sensor."""
+    uid = f"retrotread_{object_id(device_id)}"
+    tele = topics.telemetry
+
+    def sensor(key: str, name: str, field: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "p": "sensor",
+            "name": name,
+            "unique_id": f"{uid}_{key}",
+            "state_topic": tele,
+            "value_template": f"{{{{ value_json.{field} }}}}",
+            **extra,
+        }
+
+    cmps: dict[str, dict[str, Any]] = {
+        "speed": sensor(
+            "speed",
+            "Speed",
+            "speed_kmh",
+            unit_of_measurement="km/h",
+            device_class="speed",
+            state_class="measurement",
+            suggested_display_precision=1,
+        ),
+        "incline": sensor(
+            "incline",
+            "Incline",
+            "incline_pct",
+            unit_of_measurement="%",
+            state_class="measurement",
+            icon="mdi:slope-uphill",
+            suggested_display_precision=1,
+        ),
+        "distance": sensor(
+            "distance",
+            "Distance",
+            "distance_m",
+            unit_of_measurement="m",
+            device_class="distance",
+            state_class="total_increasing",
+        ),
+        "elapsed": sensor(
+            "elapsed",
+            "Elapsed time",
+            "elapsed_s",
+            unit_of_measurement="s",
+            device_class="duration",
+            state_class="measurement",
+        ),
+        "heart_rate": sensor(
+            "heart_rate",
+            "Heart rate",
+            "heart_rate_bpm",
+            unit_of_measurement="bpm",
+            state_class="measurement",
+            icon="mdi:heart-pulse",
+        ),
+        "energy": sensor(
+            "energy",
+            "Energy",
+            "energy_kcal",
+            unit_of_measurement="kcal",
+            state_class="total_increasing",
+            icon="mdi:fire",
+        ),
+        "phase": {
+            "p": "sensor",
+            "name": "Phase",
+            "unique_id": f"{uid}_phase",
+            "state_topic": topics.state,
+            "value_template": "{{ value_json.phase if value_json.phase else 'none' }}",
+            "icon": "mdi:format-list-numbered",
+        },
+        "phase_remaining": {
+            "p": "sensor",
+            "name": "Phase time left",
+            "unique_id": f"{uid}_phase_remaining",
+            "state_topic": topics.state,
+            "value_template": "{{ value_json.phase_remaining_s }}",
+            "unit_of_measurement": "s",
+            "device_class": "duration",
+        },
+        "state": {
+            "p": "sensor",
+            "name": "State",
+            "unique_id": f"{uid}_state",
+            "state_topic": topics.state,
+            "value_template": "{{ value_json.state }}",
+            "device_class": "enum",
+            "options": list(STATES),
+        },
+        "profile": {
+            "p": "select",
+            "name": "Profile",
+            "unique_id": f"{uid}_profile",
+            "options": list(profile_names),
+            "state_topic": topics.state,
+            "value_template": "{{ value_json.profile if value_json.profile else '' }}",
+            "command_topic": topics.cmd,
+            "command_template": '{"action": "start", "profile": "{{ value }}"}',
+            "icon": "mdi:walk",
+        },
+        "link": {
+            "p": "binary_sensor",
+            "name": "Treadmill link",
+            "unique_id": f"{uid}_link",
+            "state_topic": topics.state,
+            "value_template": "{{ 'ON' if value_json.connected else 'OFF' }}",
+            "device_class": "connectivity",
+        },
+    }
+    for action in BUTTONS:
+        cmps[action] = {
+            "p": "button",
+            "name": action.capitalize(),
+            "unique_id": f"{uid}_{action}",
+            "command_topic": topics.cmd,
+            "payload_press": json.dumps({"action": action}),
+            "icon": BUTTON_ICONS[action],
+        }
+    device: dict[str, Any] = {
+        "ids": [uid],
+        "name": treadmill_name or f"Treadmill {device_id}",
+        "mf": "retrotread",
+        "mdl": model or "FTMS treadmill",
+        "sw": __version__,
+    }
+    return {
+        "dev": device,
+        "o": {"name": "retrotread", "sw": __version__},
+        "cmps": cmps,
+        "availability_topic": topics.availability,
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "qos": 1,
+    }
