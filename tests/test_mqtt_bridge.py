@@ -1,0 +1,275 @@
+"""The MQTT bridge against a real Mosquitto: retained topics, results, reconnect, will."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from retrotread.errors import RetrotreadError
+from retrotread.mqtt.bridge import MqttBridge, MqttSettings
+from retrotread.mqtt.commands import Command
+from retrotread.service.supervisor import Backoff
+from tests.broker import Broker, free_port, make_tls_files
+
+
+class Handler:
+    """Stands in for the daemon: records commands, refuses 'resume' like an idle runner."""
+
+    def __init__(self) -> None:
+        self.commands: list[Command] = []
+        self.block = asyncio.Event()
+        self.block.set()
+
+    async def handle(self, command: Command) -> None:
+        if command.action != "stop":
+            await self.block.wait()
+        self.commands.append(command)
+        if command.action == "resume":
+            raise RetrotreadError("not paused: nothing to resume")
+
+    def state(self) -> dict[str, Any]:
+        return {"state": "idle", "connected": True, "profile": None}
+
+    def profiles(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": "first-steps",
+                "title": "First steps",
+                "duration_s": 600,
+                "max_speed_kmh": 2.0,
+                "max_incline_pct": 0.0,
+            }
+        ]
+
+    def device_description(self) -> tuple[str | None, str | None]:
+        return ("RETRO-SIM", "SIM-1")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(free_port(), tmp_path)
+    b.start()
+    yield b
+    b.stop()
+
+
+async def _collect(port: int, topics: list[str], **kw: Any) -> AsyncIterator[aiomqtt.Message]:
+    async with aiomqtt.Client("127.0.0.1", port, **kw) as c:
+        for t in topics:
+            await c.subscribe(t, qos=1)
+        async for m in c.messages:
+            yield m
+
+
+async def _wait_for(pred: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not pred():
+            await asyncio.sleep(0.01)
+
+
+class Spy:
+    def __init__(self, port: int, topics: list[str], **kw: Any) -> None:
+        self.port, self.topics, self.kw = port, topics, kw
+        self.got: list[tuple[str, bytes, bool]] = []
+        self.task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    async def _run(self) -> None:
+        async with aiomqtt.Client("127.0.0.1", self.port, **self.kw) as c:
+            for t in self.topics:
+                await c.subscribe(t, qos=1)
+            self.ready.set()
+            async for m in c.messages:
+                p = m.payload
+                self.got.append(
+                    (str(m.topic), bytes(p) if isinstance(p, bytes | bytearray) else b"", m.retain)
+                )
+
+    async def __aenter__(self) -> Spy:
+        self.task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.ready.wait(), 5)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+    def json(self, topic: str) -> list[Any]:
+        return [json.loads(p) for t, p, _ in self.got if t == topic and p]
+
+
+def _settings(port: int, **kw: Any) -> MqttSettings:
+    return MqttSettings(
+        host="127.0.0.1", port=port, base_topic="retrotread/t1", device_id="t1", **kw
+    )
+
+
+async def _running(bridge: MqttBridge) -> asyncio.Task[None]:
+    task = asyncio.create_task(bridge.run())
+    await _wait_for(lambda: bridge.connected)
+    return task
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_retained_topics_and_results(broker: Broker) -> None:
+    handler = Handler()
+    bridge = MqttBridge(_settings(broker.port), handler)
+    task = await _running(bridge)
+    async with Spy(broker.port, ["retrotread/t1/#", "homeassistant/device/t1/config"]) as spy:
+        await _wait_for(lambda: len(spy.json("retrotread/t1/profiles")) == 1)
+        retained = {t for t, _, r in spy.got if r}
+        assert retained == {
+            "retrotread/t1/availability",
+            "retrotread/t1/state",
+            "retrotread/t1/profiles",
+            "homeassistant/device/t1/config",
+        }
+        assert [p for t, p, _ in spy.got if t == "retrotread/t1/availability"] == [b"online"]
+        assert spy.json("retrotread/t1/state") == [handler.state()]
+        async with aiomqtt.Client("127.0.0.1", broker.port) as phone:
+            await phone.publish("retrotread/t1/cmd", b'{"action": "pause", "id": 1}', qos=1)
+            await phone.publish("retrotread/t1/cmd", b'{"action": "resume", "id": 2}', qos=1)
+            await phone.publish("retrotread/t1/cmd", b"not json", qos=1)
+            await phone.publish("retrotread/t1/cmd", b'{"action": "fly", "id": "x"}', qos=1)
+            await phone.publish("retrotread/t1/cmd", b"x" * 5000, qos=1)
+        await _wait_for(lambda: len(spy.json("retrotread/t1/cmd/result")) == 5)
+        results = spy.json("retrotread/t1/cmd/result")
+        by_id = {r["id"]: r for r in results if r["id"] is not None}
+        assert by_id[1] == {"id": 1, "action": "pause", "ok": True, "error": None}
+        assert by_id[2] == {
+            "id": 2,
+            "action": "resume",
+            "ok": False,
+            "error": "not paused: nothing to resume",
+        }
+        assert by_id["x"]["ok"] is False
+        assert "unknown action 'fly'" in by_id["x"]["error"]
+        anonymous = [r for r in results if r["id"] is None]
+        assert sorted(r["error"].split(" (")[0] for r in anonymous) == [
+            "payload is not JSON",
+            "payload of 5000 bytes is over the 4096-byte limit",
+        ]
+        bridge.output("telemetry", {"speed_kmh": 2.5})
+        bridge.output("event", {"type": "cue", "message": "hello"})
+        await _wait_for(lambda: spy.json("retrotread/t1/event"))
+        assert spy.json("retrotread/t1/telemetry") == [{"speed_kmh": 2.5}]
+        assert spy.json("retrotread/t1/event") == [{"type": "cue", "message": "hello"}]
+    await bridge.close()
+    await _stop(task)
+    assert [c.action for c in handler.commands] == ["pause", "resume"]
+
+
+async def test_stop_is_not_queued_behind_other_commands(broker: Broker) -> None:
+    handler = Handler()
+    handler.block.clear()  # every non-stop command hangs, like a slow ramp write
+    bridge = MqttBridge(_settings(broker.port), handler)
+    task = await _running(bridge)
+    async with aiomqtt.Client("127.0.0.1", broker.port) as phone:
+        for i in range(200):
+            await phone.publish(
+                "retrotread/t1/cmd", json.dumps({"action": "set", "speed_kmh": 2, "id": i}), qos=0
+            )
+        await phone.publish("retrotread/t1/cmd", b'{"action": "stop", "id": "S"}', qos=1)
+    await _wait_for(lambda: any(c.action == "stop" for c in handler.commands))
+    assert [c.action for c in handler.commands] == ["stop"]
+    handler.block.set()
+    await _stop(task)
+
+
+async def test_reconnects_and_republishes_after_broker_restart(broker: Broker) -> None:
+    handler = Handler()
+    bridge = MqttBridge(_settings(broker.port), handler, backoff=Backoff(0.1, 0.5))
+    changes: list[bool] = []
+    bridge.add_connection_listener(changes.append)
+    task = await _running(bridge)
+    broker.stop()
+    await _wait_for(lambda: not bridge.connected)
+    bridge.output("telemetry", {"speed_kmh": 1.0})  # dropped: the broker is away
+    bridge.output("event", {"type": "cue", "message": "while away"})  # buffered
+    broker.start()
+    await _wait_for(lambda: bridge.connected and bridge.connections == 2)
+    async with Spy(broker.port, ["retrotread/t1/#"]) as spy:
+        await _wait_for(
+            lambda: spy.json("retrotread/t1/state") and spy.json("retrotread/t1/profiles")
+        )
+        assert spy.json("retrotread/t1/state") == [handler.state()]
+    assert bridge.dropped_telemetry == 1
+    assert changes == [True, False, True]
+    await _stop(task)
+
+
+async def test_offline_published_on_clean_close(broker: Broker) -> None:
+    handler = Handler()
+    bridge = MqttBridge(_settings(broker.port, keepalive_s=1), handler)
+    task = await _running(bridge)
+    await bridge.close()
+    async with Spy(broker.port, ["retrotread/t1/availability"]) as spy:
+        await _wait_for(lambda: spy.got)
+        assert spy.got[-1][1] == b"offline"
+    await _stop(task)
+
+
+async def test_username_password_and_refusal(tmp_path: Path) -> None:
+    b = Broker(free_port(), tmp_path, username="walker", password="s3cret")
+    b.start()
+    try:
+        good = MqttBridge(_settings(b.port, username="walker", password="s3cret"), Handler())
+        task = await _running(good)
+        assert good.connected
+        await _stop(task)
+        bad = MqttBridge(
+            _settings(b.port, username="walker", password="wrong"),
+            Handler(),
+            backoff=Backoff(0.05, 0.1),
+        )
+        task = asyncio.create_task(bad.run())
+        await asyncio.sleep(0.5)
+        assert not bad.connected
+        await _stop(task)
+    finally:
+        b.stop()
+
+
+async def test_tls_with_client_certificate(tmp_path: Path) -> None:
+    ca = make_tls_files(tmp_path)
+    b = Broker(free_port(), tmp_path, tls=True)
+    b.start()
+    try:
+        bridge = MqttBridge(
+            _settings(
+                b.port,
+                tls=True,
+                ca_file=str(ca),
+                cert_file=str(tmp_path / "client.crt"),
+                key_file=str(tmp_path / "client.key"),
+            ),
+            Handler(),
+        )
+        task = await _running(bridge)
+        assert bridge.connections == 1
+        await _stop(task)
+    finally:
+        b.stop()
+
+
+async def test_discovery_removed_when_disabled(broker: Broker) -> None:
+    on = MqttBridge(_settings(broker.port), Handler())
+    task = await _running(on)
+    await _stop(task)
+    off = MqttBridge(_settings(broker.port, discovery=False), Handler())
+    task = await _running(off)
+    async with Spy(broker.port, ["homeassistant/device/t1/config"]) as spy:
+        await asyncio.sleep(0.3)
+        assert spy.got == []  # the empty retained payload cleared the retained config
+    await _stop(task)
