@@ -183,11 +183,16 @@ class Engine:
         self._advance(now)
         if self.state == "paused":
             self.state = self._paused_from
-            origin = self._phase_origin_speed()
-            self._set_ramp(
-                "speed", origin, self._phase_target("speed"), now, self.limits.step_interval_s
-            )
-            self._speed = origin
+            step_s = self.limits.step_interval_s
+            speed_ramp = self._ramps["speed"]
+            target = speed_ramp.target if speed_ramp else self._phase_target("speed")
+            self._set_ramp("speed", self._phase_origin_speed(), target, now, step_s)
+            # Ramps run on absolute time: re-base the incline ramp so the pause is not
+            # caught up in one jump.
+            ramp = self._ramps["incline"]
+            if self._incline is not None and ramp is not None:
+                interval = max(step_s, ramp.interval)
+                self._set_ramp("incline", self._incline, ramp.target, now, interval)
         elif self.state == "turning":
             self._end_turn(now)
 
