@@ -213,6 +213,8 @@ class Engine:
             self._goto(last, now)
         if self.state == "running":
             self.state = "finishing"
+        elif self.state == "paused":
+            self._paused_from = "finishing"
 
     def set_manual(
         self, now: float, speed_kmh: float | None = None, incline_pct: float | None = None
@@ -316,8 +318,7 @@ class Engine:
         if new.direction != old.direction:
             self._begin_turn(new, now)
         else:
-            if self.state == "paused":
-                self.state = self._paused_from
+            # A skip while paused stays paused: resume restarts slow in the new phase.
             self._start_phase(index, now, from_rest=False)
 
     def _begin_turn(self, new: Phase, now: float) -> None:
