@@ -261,12 +261,12 @@ class SessionRunner:
         s = self.session
         if s is not None:
             self._end(s, "stopped", "stopped by command")
+        if s is not None:
+            s.belt = "stopped"
         if self.treadmill.is_connected:
             await self.treadmill.stop()
         elif s is None:
             raise RunnerError("the treadmill is not connected")
-        if s is not None:
-            s.belt = "stopped"
         self._wake.set()
 
     def _require(self, action: str) -> Session:
@@ -439,9 +439,9 @@ class SessionRunner:
         want_running = step.state in ("running", "finishing") or bool(turn_running)
         if not want_running:
             if s.belt == "running":
-                await self.treadmill.pause()
-                s.belt = "paused"
+                s.belt = "paused"  # before the write: its status echo may come first
                 self._forget_sent(s)
+                await self.treadmill.pause()
                 self._publish_state()
             return
         if s.belt != "running":
@@ -461,12 +461,14 @@ class SessionRunner:
     async def _send(self, s: Session, q: Quantity, value: float, now: float) -> None:
         if s.sent[q] is not None and abs(float(s.sent[q] or 0.0) - value) < 1e-9:
             return
+        # Recorded before the write: the treadmill's status echo of this very target can
+        # arrive before the Control Point indication (FTMS.md §8.3 rule 8).
+        s.sent[q] = value
+        self._watch[q].commanded(value, now)
         if q == "speed":
             await self.treadmill.set_speed(value)
         else:
             await self.treadmill.set_incline(value)
-        s.sent[q] = value
-        self._watch[q].commanded(value, now)
 
     def _forget_sent(self, s: Session) -> None:
         s.sent = {"speed": None, "incline": None}
@@ -476,11 +478,12 @@ class SessionRunner:
     async def _start_belt(self, s: Session, step: Any) -> None:
         """FTMS Start/Resume; a resume first sets the low restart speed so nothing jumps."""
         if s.belt == "paused" and step.target_speed_kmh is not None:
-            await self.treadmill.set_speed(step.target_speed_kmh)
             s.sent["speed"] = step.target_speed_kmh
+            self._watch["speed"].commanded(step.target_speed_kmh, self.clock.monotonic())
+            await self.treadmill.set_speed(step.target_speed_kmh)
         self._belt_running.clear()
-        await self.treadmill.start()
         s.belt = "running"
+        await self.treadmill.start()
         self._publish_state()
         # FTMS.md §8.4 step 5: wait for the countdown before writing speeds.
         try:
