@@ -113,7 +113,7 @@ async def run_rig(
         await rig.until(lambda: treadmill.is_connected, 10)
         yield rig
     finally:
-        await runner.shutdown(5)
+        await rig.call(runner.shutdown(5))
         sup_task.cancel()
         await asyncio.gather(sup_task, return_exceptions=True)
         await treadmill.disconnect()

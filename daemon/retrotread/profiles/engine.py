@@ -269,11 +269,11 @@ class Engine:
         dt = max(0.0, now - self._clock)
         self._clock = max(self._clock, now)
         if self.state == "turning":
-            if (
-                self.turn_countdown_s is not None
-                and now - self._turn_started >= self.turn_countdown_s
-            ):
+            countdown = self.turn_countdown_s
+            if countdown is not None and now - self._turn_started >= countdown:
                 self._end_turn(now)
+            else:
+                self._update_values(now)  # slowing to the turn speed, step by step
             return
         if self.state not in ("running", "finishing"):
             return

@@ -696,14 +696,20 @@ class SessionRunner:
         stopped_by_treadmill = outcome == "stopped_by_treadmill"
         # The treadmill's own stop is final: we never send anything after it. Otherwise the
         # belt is stopped (best effort, bounded) before the log is closed.
-        if not stopped_by_treadmill and s.belt != "stopped" and self.treadmill.is_connected:
-            try:
-                async with asyncio.timeout(5):
-                    await self.treadmill.stop()
-            except (ControlError, LinkError, TimeoutError) as exc:
-                log.warning("could not stop the belt at session end: %s", exc)
-        if outcome in ("completed", "finished_early") and s.interrupted:
-            pass  # completed after a reconnect: still completed; the summary counts it
+        try:
+            if not stopped_by_treadmill and s.belt != "stopped" and self.treadmill.is_connected:
+                try:
+                    async with asyncio.timeout(5):
+                        await self.treadmill.stop()
+                except (ControlError, LinkError, TimeoutError) as exc:
+                    log.warning("could not stop the belt at session end: %s", exc)
+        finally:
+            self._close(s, outcome)
+
+    def _close(self, s: Session, outcome: Outcome) -> None:
+        """Footer, fsync, state: runs even when the stop above was cancelled."""
+        # A session completed after a reconnect is still completed; the summary counts
+        # the interruptions. One stopped while the treadmill was away was interrupted.
         if outcome == "stopped" and s.interrupted and not self.treadmill.is_connected:
             outcome = "interrupted"
         summary = self._summary(s)
