@@ -13,6 +13,7 @@ from retrotread.errors import RetrotreadError
 # subcommand -> (module, help). Each module has ``add_arguments(parser)`` and
 # ``run(args) -> int``; it is imported only when its subcommand runs (or for --help).
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("retrotread.service.run_command", "run the daemon (or one profile in the terminal)"),
     "decode": ("retrotread.ftms.command", "decode one raw FTMS frame to JSON"),
     "scan": ("retrotread.link.scan_command", "list nearby FTMS treadmills"),
     "probe": ("retrotread.link.probe_command", "connect and print what a treadmill supports"),

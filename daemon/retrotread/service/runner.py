@@ -85,6 +85,7 @@ class Session:
     )
     overridden: set[Quantity] = field(default_factory=set)
     phase_index: int = -1
+    last_remaining: int = -1
     step: Any = None
     distance_m: float = 0.0
     _device_distance: float | None = None
@@ -424,8 +425,11 @@ class SessionRunner:
             if kind == "completed":
                 continue
             self.event(kind, str(ev.message), **extra)
-        if getattr(step, "phase_index", None) != s.phase_index:
+        remaining = int(getattr(step, "phase_remaining_s", 0.0))
+        if getattr(step, "phase_index", None) != s.phase_index or remaining != s.last_remaining:
+            # Once per second of phase time: the retained state carries the time left.
             s.phase_index = step.phase_index
+            s.last_remaining = remaining
             self._publish_state()
 
     async def _apply(self, s: Session, step: Any) -> None:

@@ -1,0 +1,269 @@
+"""Wiring: config -> treadmill link, supervisor, runner, MQTT bridge; commands -> runner.
+
+The one place that knows every part. Everything it builds is plain objects with injected
+clocks, so tests and ``demo`` build the same daemon the service runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from retrotread.clock import Clock
+from retrotread.config import Config
+from retrotread.errors import ProfileError, RetrotreadError
+from retrotread.link.ftms_client import FtmsTreadmill
+from retrotread.link.transport import GattTransport
+from retrotread.mqtt.commands import (
+    Command,
+    CommandError,
+    Finish,
+    Pause,
+    Resume,
+    Set,
+    Skip,
+    Start,
+    Stop,
+)
+from retrotread.profiles.engine import Engine, device_grids
+from retrotread.profiles.loader import ProfileSet, load_profiles
+from retrotread.profiles.model import Profile, check_profile
+from retrotread.service.runner import SessionRunner
+from retrotread.service.supervisor import Backoff, LinkState, Supervisor
+from retrotread.sim.treadmill import SimTreadmill
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Health:
+    """What the daemon tells systemd and the log about itself."""
+
+    link: str = "starting"
+    broker: str = "off"
+    state: str = "idle"
+    treadmill: str | None = None
+
+    def status_line(self) -> str:
+        who = self.treadmill or "treadmill"
+        if self.link == "connected":
+            text = f"connected to {who}, {self.state}"
+        else:
+            text = f"looking for {who} ({self.link})"
+        if self.broker != "off":
+            text += f"; MQTT {self.broker}"
+        return text
+
+
+class Daemon:
+    """One treadmill, its sessions, and (optionally) its MQTT face."""
+
+    def __init__(
+        self,
+        config: Config,
+        transport: GattTransport,
+        clock: Clock,
+        *,
+        sim: SimTreadmill | None = None,
+        profiles: ProfileSet | None = None,
+        mqtt: bool | None = None,
+        turn_countdown_s: float | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.sim = sim
+        self.profile_set = profiles if profiles is not None else load_profiles(config.profiles.dirs)
+        for problem in self.profile_set.errors:
+            log.warning("profile skipped: %s", problem)
+        t = config.treadmill
+        self.treadmill = FtmsTreadmill(
+            transport, clock, pace_width=t.pace_width, command_timeout_s=t.command_timeout_s
+        )
+        self.supervisor = Supervisor(
+            self.treadmill,
+            clock,
+            silence_timeout_s=t.silence_timeout_s,
+            connect_timeout_s=t.connect_timeout_s + t.scan_timeout_s,
+            backoff=Backoff(1.0, t.reconnect_max_backoff_s),
+        )
+        safety = config.safety
+        countdown = t.turn_countdown_s if turn_countdown_s is None else turn_countdown_s
+
+        def engine(profile: Profile, caps: Any, now: float) -> Engine:
+            incline = caps.incline_range if caps.can_set_incline else None
+            device = device_grids(safety, caps.speed_range, incline)
+            return Engine(
+                profile,
+                safety,
+                device,
+                now,
+                turn_speed_kmh=t.turn_speed_kmh,
+                turn_countdown_s=countdown,
+            )
+
+        self.runner = SessionRunner(
+            self.treadmill,
+            clock,
+            safety=safety,
+            sessions_dir=config.sessions.dir,
+            engine_factory=engine,
+            on_reconnect=t.on_reconnect,
+        )
+        self.health = Health(treadmill=t.name or t.address)
+        self._health_listeners: list[Callable[[Health], None]] = []
+        self.supervisor.add_state_listener(self._on_link_state)
+        self.runner.add_listener(self._on_output)
+        self.bridge: Any = None
+        use_mqtt = config.mqtt.enabled if mqtt is None else mqtt
+        if use_mqtt:
+            from retrotread.mqtt.bridge import MqttBridge, MqttSettings
+
+            m = config.mqtt
+            settings = MqttSettings(
+                host=m.host,
+                port=m.port,
+                username=m.username,
+                password=m.password,
+                tls=m.tls,
+                ca_file=str(m.ca_file) if m.ca_file else None,
+                cert_file=str(m.cert_file) if m.cert_file else None,
+                key_file=str(m.key_file) if m.key_file else None,
+                device_id=m.device_id,
+                base_topic=m.effective_base_topic,
+                client_id=m.client_id,
+                discovery=m.discovery,
+                discovery_prefix=m.discovery_prefix,
+                keepalive_s=m.keepalive_s,
+                max_payload_bytes=m.max_payload_bytes,
+            )
+            self.bridge = MqttBridge(settings, self)
+            self.runner.add_listener(self.bridge.output)
+            self.bridge.add_connection_listener(self._on_broker)
+            self.health.broker = "connecting"
+
+    # ------------------------------------------------------------------ health
+
+    def add_health_listener(self, listener: Callable[[Health], None]) -> None:
+        self._health_listeners.append(listener)
+
+    def _health_changed(self) -> None:
+        for listener in list(self._health_listeners):
+            try:
+                listener(self.health)
+            except Exception:
+                log.exception("health listener failed")
+
+    def _on_link_state(self, state: LinkState) -> None:
+        self.health.link = state.value
+        caps = self.treadmill.capabilities
+        if state == LinkState.CONNECTED and caps is not None:
+            self.health.treadmill = caps.name or caps.address
+        self.runner._publish_state()
+        self._health_changed()
+
+    def _on_output(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "state" and payload.get("state") != self.health.state:
+            self.health.state = str(payload.get("state"))
+            self._health_changed()
+
+    def _on_broker(self, connected: bool) -> None:
+        self.health.broker = "connected" if connected else "disconnected"
+        self._health_changed()
+        if not connected and self.config.mqtt.on_broker_loss == "pause":
+            s = self.runner.session
+            if s is not None and s.step is not None and s.step.state in ("running", "finishing"):
+                log.warning("MQTT broker lost: pausing the session (on_broker_loss = pause)")
+                asyncio.get_running_loop().create_task(self._pause_quietly())
+
+    async def _pause_quietly(self) -> None:
+        with contextlib.suppress(RetrotreadError):
+            await self.runner.pause()
+
+    # ------------------------------------------------------------------ CommandHandler
+
+    def state(self) -> dict[str, Any]:
+        return self.runner.state()
+
+    def profiles_payload(self) -> list[dict[str, Any]]:
+        return [p.summary() for _, p in sorted(self.profile_set.profiles.items())]
+
+    def profiles(self) -> list[dict[str, Any]]:  # CommandHandler protocol name
+        return self.profiles_payload()
+
+    def device_description(self) -> tuple[str | None, str | None]:
+        caps = self.treadmill.capabilities
+        if caps is None:
+            return (self.health.treadmill, None)
+        return (caps.name, caps.device_info.get("model"))
+
+    def resolve_profile(self, name: str | None) -> Profile:
+        if name is None:
+            last = self.runner.last_profile
+            if last is None:
+                raise CommandError("start needs 'profile' (no profile has been run yet)")
+            assert isinstance(last, Profile)
+            return last
+        try:
+            profile = self.profile_set.get(name)
+            check_profile(profile, self.config.safety)
+        except ProfileError as exc:
+            raise CommandError(str(exc)) from None
+        return profile
+
+    async def start_profile(self, name: str | None) -> str:
+        profile = self.resolve_profile(name)
+        return await self.runner.start(profile)
+
+    async def handle(self, command: Command) -> None:
+        r = self.runner
+        if isinstance(command, Stop):
+            await r.stop()
+        elif isinstance(command, Start):
+            await self.start_profile(command.profile)
+        elif isinstance(command, Pause):
+            await r.pause()
+        elif isinstance(command, Resume):
+            await r.resume()
+        elif isinstance(command, Finish):
+            await r.finish()
+        elif isinstance(command, Skip):
+            await r.skip()
+        elif isinstance(command, Set):
+            await r.set(command.speed_kmh, command.incline_pct)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set; then stop the belt, close the log, go offline."""
+        tasks: list[asyncio.Task[None]] = []
+        if self.sim is not None:
+            tasks.append(asyncio.create_task(self.sim.run(self.clock), name="simulator"))
+        tasks.append(asyncio.create_task(self.supervisor.run(), name="supervisor"))
+        if self.bridge is not None:
+            tasks.append(asyncio.create_task(self.bridge.run(), name="mqtt"))
+        try:
+            waiter = asyncio.create_task(stop.wait(), name="stop-wait")
+            done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not waiter and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            waiter.cancel()
+        finally:
+            await self.shutdown(tasks)
+
+    async def shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        try:
+            await self.runner.shutdown(timeout_s=8.0)
+        finally:
+            if self.bridge is not None:
+                await self.bridge.close()
+            for task in reversed(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(RetrotreadError, TimeoutError):
+                async with asyncio.timeout(10):
+                    await self.treadmill.disconnect()
