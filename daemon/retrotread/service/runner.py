@@ -83,6 +83,7 @@ class Session:
     sent: dict[Quantity, float | None] = field(
         default_factory=lambda: {"speed": None, "incline": None}
     )
+    sent_at: dict[Quantity, float] = field(default_factory=lambda: {"speed": 0.0, "incline": 0.0})
     overridden: set[Quantity] = field(default_factory=set)
     phase_index: int = -1
     last_remaining: int = -1
@@ -368,7 +369,13 @@ class SessionRunner:
                 f"Starting {s.profile.title or s.profile.name}.",
                 profile=s.profile.name,
             )
-            await self._loop(s)
+            await self._start_belt(s, None)
+            if s.outcome is None:
+                # Phase time and ramps start when the belt actually runs (after the
+                # treadmill's own start countdown), not when the command was accepted.
+                caps = self.treadmill.capabilities
+                s.engine = self.engine_factory(s.profile, caps, self.clock.monotonic())
+                await self._loop(s)
         except asyncio.CancelledError:
             self._end(s, "interrupted", "cancelled")
             raise
@@ -463,8 +470,19 @@ class SessionRunner:
             await self._send(s, "incline", step.target_incline_pct, now)
 
     async def _send(self, s: Session, q: Quantity, value: float, now: float) -> None:
-        if s.sent[q] is not None and abs(float(s.sent[q] or 0.0) - value) < 1e-9:
+        last = s.sent[q]
+        if last is not None and abs(last - value) < 1e-9:
             return
+        if last is not None:
+            # Defence in depth behind the engine: on the wire, one quantity never changes
+            # by more than its step, nor more often than step_interval_s (SPEC.md §2).
+            if now - s.sent_at[q] < self.safety.step_interval_s - 1e-9:
+                return
+            grid = getattr(getattr(s.engine, "device", None), q, None)
+            step = grid.step / grid.div if grid is not None else self._step_limit(q)
+            if abs(value - last) > step + 1e-9:
+                value = round(last + (step if value > last else -step), 2)
+        s.sent_at[q] = now
         # Recorded before the write: the treadmill's status echo of this very target can
         # arrive before the Control Point indication (FTMS.md §8.3 rule 8).
         s.sent[q] = value
@@ -474,6 +492,9 @@ class SessionRunner:
         else:
             await self.treadmill.set_incline(value)
 
+    def _step_limit(self, q: Quantity) -> float:
+        return self.safety.speed_step_kmh if q == "speed" else self.safety.incline_step_pct
+
     def _forget_sent(self, s: Session) -> None:
         s.sent = {"speed": None, "incline": None}
         self._watch["speed"].reset()
@@ -481,8 +502,9 @@ class SessionRunner:
 
     async def _start_belt(self, s: Session, step: Any) -> None:
         """FTMS Start/Resume; a resume first sets the low restart speed so nothing jumps."""
-        if s.belt == "paused" and step.target_speed_kmh is not None:
+        if s.belt == "paused" and step is not None and step.target_speed_kmh is not None:
             s.sent["speed"] = step.target_speed_kmh
+            s.sent_at["speed"] = self.clock.monotonic()
             self._watch["speed"].commanded(step.target_speed_kmh, self.clock.monotonic())
             await self.treadmill.set_speed(step.target_speed_kmh)
         self._belt_running.clear()
