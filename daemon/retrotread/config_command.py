@@ -1,0 +1,23 @@
+"""``retrotread check-config [-c FILE]``: what is wrong, or the effective config, masked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from retrotread.config import config_to_display
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", type=Path, help="config file (default: as `run` finds it)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from retrotread.service.run_command import resolve_config
+
+    config = resolve_config(args.config)  # ConfigError -> one line, exit 2 (cli.main)
+    print(json.dumps(config_to_display(config), indent=2))
+    return 0
