@@ -14,6 +14,7 @@ from retrotread.errors import RetrotreadError
 # ``run(args) -> int``; it is imported only when its subcommand runs (or for --help).
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("retrotread.service.run_command", "run the daemon (or one profile in the terminal)"),
+    "demo": ("retrotread.service.demo", "the whole pipeline on this machine, nothing to configure"),
     "profiles": ("retrotread.profiles.command", "list, show and check walking profiles"),
     "check-config": ("retrotread.config_command", "validate a config file and say what is wrong"),
     "decode": ("retrotread.ftms.command", "decode one raw FTMS frame to JSON"),

@@ -229,10 +229,35 @@ class MqttBridge:
         payload = discovery_payload(self.topics, s.device_id, names, name, model)
         await client.publish(topic, _json(payload), qos=1, retain=True)
 
-    async def _publisher(self, client: aiomqtt.Client) -> None:
-        while True:
-            topic, payload, qos, retain = await self._out.get()
-            await client.publish(topic, payload, qos=qos, retain=retain)
+    async def _publisher(self, client: aiomqtt.Client, window: int = 16) -> None:
+        """Publish in order, with up to ``window`` QoS 1 acknowledgements outstanding.
+
+        Awaiting each PUBACK before the next publish caps throughput at one broker round
+        trip per message, which a busy event loop stretches to milliseconds; the order on
+        the wire is still the queue's, because each task hands its message to the client
+        in the order the tasks were created.
+        """
+        slots = asyncio.Semaphore(window)
+        inflight: set[asyncio.Task[None]] = set()
+
+        async def one(item: Item) -> None:
+            try:
+                topic, payload, qos, retain = item
+                await client.publish(topic, payload, qos=qos, retain=retain)
+            finally:
+                slots.release()
+
+        try:
+            while True:
+                item = await self._out.get()
+                await slots.acquire()
+                task = asyncio.create_task(one(item))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+        finally:
+            for task in list(inflight):
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
 
     async def close(self, timeout_s: float = 3.0) -> None:
         """Publish ``offline`` ourselves: a clean disconnect does not fire the last will."""

@@ -432,9 +432,9 @@ class SessionRunner:
             if kind == "completed":
                 continue
             self.event(kind, str(ev.message), **extra)
-        remaining = int(getattr(step, "phase_remaining_s", 0.0))
+        remaining = int(getattr(step, "phase_remaining_s", 0.0)) // 5 * 5
         if getattr(step, "phase_index", None) != s.phase_index or remaining != s.last_remaining:
-            # Once per second of phase time: the retained state carries the time left.
+            # Every 5 s of phase time: the retained state carries the time left.
             s.phase_index = step.phase_index
             s.last_remaining = remaining
             self._publish_state()

@@ -8,6 +8,7 @@ the async driver that does so on an injected clock, so tests compress time at wi
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import math
@@ -164,6 +165,8 @@ class SimTreadmill:
         self.heart_rate_bpm = 70.0
         self.steps = 0.0
         self._kcal_per_min = 0.0
+        self._kick: asyncio.Event | None = None
+        self._clock: Clock | None = None
         self.writes: list[bytes] = []
         """Every Control Point write accepted at ATT level, for tests and benchmarks."""
         self.write_times: list[float] = []
@@ -228,6 +231,7 @@ class SimTreadmill:
         # FTMS 4.16.1 / FTMS.md §8.3 rule 1 and 3: checked before anything executes.
         if self.subscriptions.get(uuid) != "indicate":
             raise AttError(ATT_CCCD_IMPROPERLY_CONFIGURED, "Control Point indications are off")
+        self._catch_up()
         if self.procedure_pending:
             raise AttError(ATT_PROCEDURE_IN_PROGRESS, "a Control Point procedure is in progress")
         self.writes.append(bytes(data))
@@ -248,12 +252,40 @@ class SimTreadmill:
 
     # ------------------------------------------------------------------ time
 
-    async def run(self, clock: Clock, tick_s: float = 0.02) -> None:
-        """Drive the simulation on ``clock`` until cancelled."""
+    async def run(self, clock: Clock, tick_s: float = 0.25) -> None:
+        """Drive the simulation on ``clock`` until cancelled.
+
+        Event-driven: it sleeps until the next thing due (a notification, a response, a
+        fault) or at most ``tick_s``, and a write wakes it at once, so a compressed clock
+        costs a few wake-ups per simulated second, not thousands.
+        """
         self.now = max(self.now, clock.monotonic())
+        self._clock = clock
+        self._kick = asyncio.Event()
         while True:
-            await clock.sleep(tick_s)
+            delay = min(tick_s, max(0.0, self.next_deadline() - clock.monotonic()))
+            sleeper = asyncio.ensure_future(clock.sleep(delay))
+            kicker = asyncio.ensure_future(self._kick.wait())
+            try:
+                await asyncio.wait({sleeper, kicker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+                kicker.cancel()
+            self._kick.clear()
             self.advance_to(clock.monotonic())
+
+    def next_deadline(self) -> float:
+        """When something is next due to be sent or to happen."""
+        times = [self.now + 1.0]
+        if self._outbox:
+            times.append(self._outbox[0].due)
+        if self.connected:
+            times.append(self._next_data)
+        if self.faults.drop_link_at is not None:
+            times.append(self.faults.drop_link_at)
+        if self.state == "pre_workout":
+            times.append(self._pre_workout_until)
+        return min(times)
 
     def advance_to(self, t: float) -> None:
         """Integrate physics up to ``t`` and deliver everything due, in time order."""
@@ -330,6 +362,11 @@ class SimTreadmill:
 
     # ------------------------------------------------------------------ internals
 
+    def _catch_up(self) -> None:
+        """Bring the model up to the clock before acting on a request (run() may be asleep)."""
+        if self._clock is not None:
+            self.advance_to(self._clock.monotonic())
+
     def _require_connected(self) -> None:
         if not self.connected:
             raise AttError(0x0E, "not connected")
@@ -352,6 +389,8 @@ class SimTreadmill:
         heapq.heappush(
             self._outbox, _Out(self.now + delay, next(self._seq), uuid, value, ends_procedure)
         )
+        if self._kick is not None:
+            self._kick.set()
 
     def _status(self, op: StatusOp, values: dict[str, object] | None = None) -> None:
         frame = encode_machine_status(op, values, pad_to=self.faults.pad_status_to)
