@@ -84,6 +84,7 @@ class MqttBridge:
         self.topics = Topics(settings.base_topic)
         self.backoff = backoff or Backoff(1.0, 30.0)
         self.connected = False
+        self._closing = False
         self.connections = 0
         self._client: aiomqtt.Client | None = None
         self._out: asyncio.Queue[Item] = asyncio.Queue(maxsize=1000)
@@ -161,6 +162,11 @@ class MqttBridge:
                         failures = 0
                         await self._serve(client)
                 except aiomqtt.MqttError as exc:
+                    me = asyncio.current_task()
+                    if self._closing or (me is not None and me.cancelling()):
+                        # aiomqtt can turn our cancellation into an MqttError; going on would
+                        # reconnect and leave a stale retained "online" behind.
+                        return
                     failures += 1
                     level = logging.WARNING if failures == 1 else logging.DEBUG
                     log.log(
@@ -171,6 +177,8 @@ class MqttBridge:
                     log.error("MQTT TLS problem: %s", exc)
                 finally:
                     self._set_connected(False, None)
+                if self._closing:
+                    return
                 await asyncio.sleep(self.backoff.delay(max(failures, 1)))
         finally:
             worker.cancel()
@@ -191,6 +199,7 @@ class MqttBridge:
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         self.connections += 1
+        self._client = client  # from now on close() can say "offline" on this connection
         # Drop whatever queued for a previous connection: state is republished fresh.
         while not self._out.empty():
             self._out.get_nowait()
@@ -261,6 +270,7 @@ class MqttBridge:
 
     async def close(self, timeout_s: float = 3.0) -> None:
         """Publish ``offline`` ourselves: a clean disconnect does not fire the last will."""
+        self._closing = True
         client = self._client
         if client is None:
             return

@@ -220,6 +220,7 @@ class Daemon:
 
     async def handle(self, command: Command) -> None:
         r = self.runner
+        r.log_command(command.model_dump(mode="json", exclude_none=True))
         if isinstance(command, Stop):
             await r.stop()
         elif isinstance(command, Start):
@@ -256,6 +257,8 @@ class Daemon:
             await self.shutdown(tasks)
 
     async def shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Belt stopped and log closed, then ``offline``, then every task, each bounded."""
+        log.info("shutting down")
         try:
             await self.runner.shutdown(timeout_s=8.0)
         finally:
@@ -263,7 +266,12 @@ class Daemon:
                 await self.bridge.close()
             for task in reversed(tasks):
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                async with asyncio.timeout(5):
+                    await asyncio.gather(*tasks, return_exceptions=True)
+            except TimeoutError:
+                stuck = [t.get_name() for t in tasks if not t.done()]
+                log.error("tasks did not stop in time: %s", ", ".join(stuck))
             with contextlib.suppress(RetrotreadError, TimeoutError):
                 async with asyncio.timeout(10):
                     await self.treadmill.disconnect()

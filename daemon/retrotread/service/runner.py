@@ -163,6 +163,12 @@ class SessionRunner:
             s.log.record("event", self.clock.monotonic(), event=kind, message=message, **extra)
         self._publish("event", payload)
 
+    def log_command(self, command: dict[str, Any]) -> None:
+        """Record a received command in the running session's log (SPEC.md §5 ``cmd``)."""
+        s = self.session
+        if s is not None and not s.log.closed:
+            s.log.record("cmd", self.clock.monotonic(), **command)
+
     def state_name(self) -> str:
         s = self.session
         if s is None:
