@@ -1,0 +1,139 @@
+"""Stop latency and telemetry latency through a real Mosquitto.
+
+stop: from the `stop` command published to the broker to the Stop op code (08 01) arriving
+at the treadmill's control point, with the in-process simulator and through the fake
+BlueZ (real bleak). telemetry: from a Treadmill Data notification leaving the treadmill to
+the MQTT telemetry message reaching a subscriber.
+
+Run: .venv/bin/python bench/latency.py [--trials 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+import _common
+from retrotread.clock import RealClock
+from retrotread.config import Config, MqttConfig, SessionsConfig
+from retrotread.ftms.treadmill_data import TreadmillData
+from retrotread.link.inprocess import InProcessTransport
+from retrotread.service.app import Daemon
+from retrotread.service.demo import LocalBroker
+from retrotread.sim.treadmill import SimConfig, SimTreadmill
+
+
+class StampedSim(SimTreadmill):
+    """Records when Stop arrives and numbers every Treadmill Data record it sends."""
+
+    def __init__(self, config: SimConfig) -> None:
+        super().__init__(config)
+        self.stop_at: list[float] = []
+        self.sent_at: dict[int, float] = {}
+        self.seq = 0
+
+    def write(self, uuid: str, data: bytes, with_response: bool = True) -> None:
+        if data == b"\x08\x01":
+            self.stop_at.append(time.perf_counter())
+        super().write(uuid, data, with_response)
+
+    def current_record(self) -> TreadmillData:
+        rec = super().current_record()
+        self.seq = (self.seq + 1) % 65000
+        self.sent_at[self.seq] = time.perf_counter()
+        # The energy field carries a sequence number so each MQTT message can be matched.
+        return TreadmillData(**{**rec.__dict__, "energy_kcal": self.seq})
+
+
+async def _transport(sim: SimTreadmill, ble: bool, stack: contextlib.AsyncExitStack) -> Any:
+    if not ble:
+        return InProcessTransport(sim)
+    from retrotread.sim.bluez import serve_for_demo
+
+    return await serve_for_demo(sim, stack)
+
+
+async def run_case(ble: bool, trials: int, tmp: Path) -> tuple[list[float], list[float]]:
+    stop_ms: list[float] = []
+    tele_ms: list[float] = []
+    async with contextlib.AsyncExitStack() as stack:
+        broker = await stack.enter_async_context(LocalBroker(tmp))
+        sim = StampedSim(SimConfig(pre_workout_s=0.2, data_interval_s=0.05, accel_kmh_per_s=5.0))
+        transport = await _transport(sim, ble, stack)
+        config = Config(
+            mqtt=MqttConfig(host="127.0.0.1", port=broker.port, device_id="bench"),
+            sessions=SessionsConfig(dir=tmp / "sessions"),
+        )
+        daemon = Daemon(config, transport, RealClock(), sim=sim)
+        stop = asyncio.Event()
+        serving = asyncio.create_task(daemon.run(stop))
+        base = config.mqtt.effective_base_topic
+        received: list[tuple[float, int]] = []
+
+        async def listen() -> None:
+            async with aiomqtt.Client("127.0.0.1", broker.port) as watcher:
+                await watcher.subscribe(f"{base}/telemetry")
+                async for m in watcher.messages:
+                    now = time.perf_counter()
+                    payload = json.loads(bytes(m.payload))  # type: ignore[arg-type]
+                    if payload.get("energy_kcal") is not None:
+                        received.append((now, int(payload["energy_kcal"])))
+
+        listener = asyncio.create_task(listen())
+        start = b'{"action": "start", "profile": "first-steps"}'
+        async with aiomqtt.Client("127.0.0.1", broker.port) as phone:
+            while not (daemon.treadmill.is_connected and daemon.bridge.connected):
+                await asyncio.sleep(0.01)
+            for _ in range(trials):
+                await asyncio.wait_for(phone.publish(f"{base}/cmd", start, qos=1), 5)
+                while not (sim.state == "running" and sim.speed_kmh >= 0.5):
+                    await asyncio.sleep(0.005)
+                await asyncio.sleep(0.3)  # mid-ramp: setpoints are being written
+                n = len(sim.stop_at)
+                t0 = time.perf_counter()
+                await asyncio.wait_for(
+                    phone.publish(f"{base}/cmd", b'{"action": "stop"}', qos=1), 5
+                )
+                while len(sim.stop_at) == n:
+                    await asyncio.sleep(0.0005)
+                stop_ms.append((sim.stop_at[-1] - t0) * 1000)
+                while daemon.runner.session is not None:
+                    await asyncio.sleep(0.005)
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        for t_recv, seq in received:
+            t_sent = sim.sent_at.get(seq)
+            if t_sent is not None and 0 <= t_recv - t_sent < 5:
+                tele_ms.append((t_recv - t_sent) * 1000)
+        stop.set()
+        await serving
+    return stop_ms, tele_ms
+
+
+async def main(trials: int) -> None:
+    rows_stop = []
+    rows_tele = []
+    for ble in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            label = "fake BlueZ + real bleak" if ble else "in-process simulator"
+            s, t = await run_case(ble, trials, Path(tmp))
+            rows_stop.append((f"stop, {label} (ms)", s, ""))
+            rows_tele.append((f"telemetry, {label} (ms)", t, ""))
+    _common.table("Stop latency: `stop` published -> 08 01 at the treadmill", rows_stop)
+    _common.table("Telemetry latency: Treadmill Data sent -> MQTT message received", rows_tele)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=25)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    asyncio.run(main(ap.parse_args().trials))
