@@ -521,6 +521,7 @@ class SessionRunner:
         try:
             async with asyncio.timeout(self.start_timeout_s):
                 while not self._belt_running.is_set() and s.outcome is None:
+                    self._wake.clear()  # or every telemetry sample would make this spin
                     await self._sleep_or_wake()
         except TimeoutError:
             self.event("error", "The belt did not start.")
