@@ -1,13 +1,27 @@
-"""The stepping engine: pure (profile, time, commands) -> setpoints. No I/O, no clock.
+"""The stepping engine: pure (profile, time, commands) -> setpoints. No I/O, no clock reads.
 
-SPEC.md §2. Speed and incline ramp independently toward each phase's target in steps no
-larger than the step limits and no more often than ``step_interval_s``, spread evenly over
-the phase's ``ramp_s``, quantised to the device grid and landing exactly on target.
-Arithmetic is in integer device units (0.01 km/h, 0.1 %) so nothing drifts.
+SPEC.md §2 as a state machine the session runner drives with ``tick(now)`` and commands.
 
-States: ``running``; ``paused`` (belt paused, phase time frozen); ``turning`` (a change of
-direction: belt paused or slowed to the turn speed until resume or a countdown);
-``finishing`` (running the cool-down after ``finish``); ``completed``.
+- Speed and incline ramp independently toward the phase target in steps no larger than
+  the step limits, spread evenly over the phase's ``ramp_s``, and a quantity never changes
+  twice within ``step_interval_s`` however the ticks fall. Every value is a point of the
+  device grid (``grid.py``), inside the safety caps; arithmetic is in integer device units.
+- From a standstill the belt starts at ``Grid.start``: the range minimum, or one step if
+  the range starts at 0. That first setpoint is a start, not a step: the treadmill itself
+  accelerates a stopped belt to its minimum.
+- Pause freezes phase time; the speed setpoint is None (the runner sends FTMS Pause).
+- Resume restarts the belt at ``Grid.start`` and ramps back to the target one step per
+  ``step_interval_s``. After a pause the belt stands still, so every resume is a start
+  from rest, like the first phase and the phase after a turn; this is never above the
+  speed the phase's own ramp started from, so the walker never restarts at speed.
+- A change of direction between phases is a turn: the belt pauses (or slows in steps to
+  ``turn_speed_kmh``), ``turn_required`` is emitted, and the next phase starts only on
+  ``resume`` or after ``turn_countdown_s``; it then ramps from rest (or the turn speed).
+- ``finish``: jump to the last phase (the cool-down) and end normally when it ends; in
+  the last phase already (or a one-phase profile, which has no cool-down) it ends now.
+- The end of the last phase is ``completed``; the runner then stops the belt (FTMS Stop).
+- ``override(q)``: the walker changed q at the console; q's setpoint is None for the
+  rest of the phase. ``set_manual`` makes q ours again, with a new target.
 """
 
 from __future__ import annotations
@@ -16,89 +30,39 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from retrotread.profiles.model import Limits, Phase, Profile, ramp_origins
+from retrotread.errors import ProfileError
+from retrotread.profiles.grid import Device, Grid, device_grids
+from retrotread.profiles.model import (
+    Direction,
+    Limits,
+    Profile,
+    check_profile,
+    profile_duration_s,
+)
+
+__all__ = [
+    "Device",
+    "Engine",
+    "Event",
+    "Grid",
+    "Quantity",
+    "State",
+    "Step",
+    "device_grids",
+    "plan",
+    "profile_duration_s",
+]
 
 State = Literal["running", "paused", "turning", "finishing", "completed"]
 Quantity = Literal["speed", "incline"]
-QUANTITIES: tuple[Quantity, ...] = ("speed", "incline")
-
-
-@dataclass(frozen=True)
-class Grid:
-    """One quantity's allowed setpoints, in raw device units.
-
-    ``lo``..``hi`` is the device range cut at the safety cap; ``inc`` the device increment;
-    ``step`` the largest allowed change, rounded down to whole increments.
-    """
-
-    div: int
-    lo: int
-    hi: int
-    inc: int
-    step: int
-
-    @classmethod
-    def build(
-        cls, div: int, dev_lo: float, dev_hi: float, dev_inc: float, cap: float, step: float
-    ) -> Grid | None:
-        lo, inc = round(dev_lo * div), max(1, round(dev_inc * div))
-        hi = min(round(dev_hi * div), math.floor(cap * div + 1e-6))
-        hi = lo + (hi - lo) // inc * inc
-        whole = math.floor(step * div + 1e-6) // inc * inc
-        if hi < lo or whole < inc:
-            return None  # the device cannot move in steps as small as the limit allows
-        return cls(div, lo, hi, inc, whole)
-
-    def snap(self, value: float) -> int:
-        raw = round(value * self.div)
-        raw = min(max(raw, self.lo), self.hi)
-        raw = self.lo + round((raw - self.lo) / self.inc) * self.inc
-        return min(raw, self.hi)
-
-    def toward(self, current: int, target: int, steps: int) -> int:
-        """``current`` moved ``steps`` whole steps toward ``target``, never past it."""
-        if current < target:
-            return min(target, current + steps * self.step)
-        return max(target, current - steps * self.step)
-
-    def value(self, raw: int) -> float:
-        return raw / self.div
-
-
-@dataclass(frozen=True)
-class Device:
-    """What the treadmill accepts; None for a quantity it cannot set in small steps."""
-
-    speed: Grid | None
-    incline: Grid | None
-
-
-def device_grids(limits: Limits, speed_range: Any, incline_range: Any) -> Device:
-    """Grids from FTMS supported ranges (objects with minimum/maximum/increment)."""
-    speed = incline = None
-    if speed_range is not None:
-        speed = Grid.build(
-            100,
-            speed_range.minimum,
-            speed_range.maximum,
-            speed_range.increment,
-            limits.max_speed_kmh,
-            limits.speed_step_kmh,
-        )
-    if incline_range is not None:
-        incline = Grid.build(
-            10,
-            max(0.0, incline_range.minimum),
-            incline_range.maximum,
-            incline_range.increment,
-            limits.max_incline_pct,
-            limits.incline_step_pct,
-        )
-    return Device(speed, incline)
+_MOVING: tuple[State, ...] = ("running", "finishing")
+_EPS = 1e-6  # seconds: tolerance for float noise in the times callers pass
 
 
 @dataclass(frozen=True)
 class Event:
+    """Something the walker should hear about: ``phase_started``, ``turn_required``..."""
+
     type: str
     message: str
     data: dict[str, Any] = field(default_factory=dict)
@@ -106,12 +70,12 @@ class Event:
 
 @dataclass(frozen=True)
 class Step:
-    """What to hold now. A None target means: do not send that quantity."""
+    """What to hold now. A None target means: send nothing for that quantity."""
 
     state: State
     phase_index: int
     phase_name: str
-    direction: str
+    direction: Direction
     phase_remaining_s: float
     target_speed_kmh: float | None
     target_incline_pct: float | None
@@ -120,23 +84,53 @@ class Step:
 
 
 @dataclass
-class _Ramp:
-    """A schedule: from ``origin`` to ``target``, one step every ``interval`` from ``t0``."""
+class _Track:
+    """One quantity's setpoint: where it is, where it goes, when it may move next."""
 
-    origin: int
-    target: int
-    t0: float
-    interval: float
+    grid: Grid
+    start: int  # the first value after "no setpoint" (a belt starting from rest)
+    value: int | None = None
+    target: int | None = None
+    interval: float = 1.0  # this ramp's pace: seconds per step, >= step_interval_s
+    due: float = 0.0  # when the ramp's next step is scheduled
+    moved_at: float = -math.inf  # when the value last changed, as reported by tick()
+    active: bool = True  # False: no setpoint at all (a paused or stopped belt)
+    held: bool = False  # the walker took it over at the console (override)
 
-    def at(self, grid: Grid, t: float) -> int:
-        if self.origin == self.target:
-            return self.target
-        k = math.floor((t - self.t0) / self.interval + 1e-9) + 1 if t >= self.t0 else 0
-        return grid.toward(self.origin, self.target, max(0, k))
+    def aim(self, target: int, at: float, interval: float) -> None:
+        self.target, self.interval, self.due = target, interval, at + interval
+
+    def update(self, now: float, min_gap: float) -> None:
+        """At most one step, and none within ``min_gap`` of the last change."""
+        if not self.active or self.held:
+            return
+        if self.value is None:
+            # A start from rest; below the start point only if the target itself is.
+            target = self.start if self.target is None else self.target
+            self.value = min(self.start, target)
+            self.moved_at = now
+            return
+        if self.target is None or self.value == self.target:
+            return
+        if now + _EPS < self.due or now + _EPS < self.moved_at + min_gap:
+            return
+        self.value = self.grid.toward(self.value, self.target)
+        self.moved_at = now
+        # Keep the ramp's own pace; after late ticks the gap rule above caps the catch-up.
+        self.due += self.interval
+
+    def report(self) -> float | None:
+        if not self.active or self.held or self.value is None:
+            return None
+        return self.grid.value(self.value)
 
 
 class Engine:
-    """One profile run. Call ``tick(now)`` as often as you like; commands take ``now`` too."""
+    """One profile run. ``tick(now)`` as often as you like; commands take ``now`` too.
+
+    ``now`` is any monotonic clock in seconds; a ``now`` earlier than one seen before is
+    taken as the latest one. Raises ProfileRefused if ``profile`` breaks ``limits``.
+    """
 
     def __init__(
         self,
@@ -148,8 +142,11 @@ class Engine:
         turn_speed_kmh: float | None = None,
         turn_countdown_s: float | None = None,
     ) -> None:
-        if device.speed is None:
-            raise ValueError("the treadmill cannot take speed targets in steps this small")
+        check_profile(profile, limits)  # defence in depth: a refused profile never runs
+        if turn_speed_kmh is not None and not 0 < turn_speed_kmh <= limits.max_speed_kmh:
+            raise ValueError(f"turn_speed_kmh {turn_speed_kmh:g} is not a speed within limits")
+        if turn_countdown_s is not None and turn_countdown_s < 0:
+            raise ValueError("turn_countdown_s must not be negative")
         self.profile = profile
         self.limits = limits
         self.device = device
@@ -160,286 +157,326 @@ class Engine:
         self.phase_time = 0.0  # running time spent in the current phase
         self.finished_early = False
         self._clock = now
-        self._origins = ramp_origins(profile)
         self._events: list[Event] = []
-        self._speed: int | None = None
-        self._incline: int | None = None
-        self._ramps: dict[Quantity, _Ramp | None] = {"speed": None, "incline": None}
-        self._overridden: set[Quantity] = set()
-        self._paused_from: State = "running"
-        self._turn_started = 0.0
-        self._start_phase(0, now, from_rest=True)
+        self._tracks: dict[Quantity, _Track] = {"speed": _Track(device.speed, device.speed.start)}
+        if device.incline is not None:
+            self._tracks["incline"] = _Track(device.incline, device.incline.snap(0.0))
+        self._manual: dict[Quantity, int] = {}
+        self._facing: Direction = profile.phase[0].direction
+        self._resume_to: State = "running"
+        self._paused_at = now
+        self._pending_start = False  # paused or turning before the current phase began
+        self._turn_slow = False  # turning with the belt moving at the turn speed
+        self._turn_deadline: float | None = None
+        if device.incline is None and profile.max_incline_pct > 0:
+            why = device.incline_note or "this treadmill cannot set the incline"
+            self._emit("cue", f"Hill phases run flat: {why}.")
+        self._start_phase(now, from_rest=True)
 
     # ------------------------------------------------------------------ commands
 
     def pause(self, now: float) -> None:
+        """Stop the belt and freeze phase time (also during a turn); no-op otherwise."""
         self._advance(now)
-        if self.state in ("running", "finishing"):
-            self._paused_from = self.state
-            self.state = "paused"
+        if self.state in _MOVING:
+            self._resume_to = self.state
+        elif self.state == "turning":
+            self._resume_to = "finishing" if self.finished_early else "running"
+            self._pending_start = True
+            self._turn_deadline = None  # a paused walker is not counted down
+        else:
+            return
+        self.state = "paused"
+        self._paused_at = self._clock
+        self._turn_slow = False
+        self._stop_belt()
 
     def resume(self, now: float) -> None:
-        """Restart at the phase's start speed and ramp back; never jump (SPEC.md §2)."""
+        """Leave a pause or a turn: the belt restarts from rest and ramps back in steps."""
         self._advance(now)
-        if self.state == "paused":
-            self.state = self._paused_from
-            step_s = self.limits.step_interval_s
-            speed_ramp = self._ramps["speed"]
-            target = speed_ramp.target if speed_ramp else self._phase_target("speed")
-            self._set_ramp("speed", self._phase_origin_speed(), target, now, step_s)
-            # Ramps run on absolute time: re-base the incline ramp so the pause is not
-            # caught up in one jump.
-            ramp = self._ramps["incline"]
-            if self._incline is not None and ramp is not None:
-                interval = max(step_s, ramp.interval)
-                self._set_ramp("incline", self._incline, ramp.target, now, interval)
-        elif self.state == "turning":
-            self._end_turn(now)
+        t = self._clock
+        if self.state == "turning":
+            self._end_turn(t)
+        elif self.state == "paused":
+            self.state = self._resume_to
+            if self._pending_start:
+                self._pending_start = False
+                self._start_phase(t, from_rest=True)
+                return
+            speed = self._tracks["speed"]
+            assert speed.target is not None
+            speed.active, speed.held, speed.value = True, False, None
+            speed.aim(speed.target, t, self.limits.step_interval_s)
+            incline = self._tracks.get("incline")
+            if incline is not None:
+                incline.due += t - self._paused_at  # its ramp was frozen with the clock
 
     def skip(self, now: float) -> None:
+        """Go to the next phase (ramping from where things are), or end after the last."""
         self._advance(now)
-        if self.state == "completed":
-            return
-        self._next_phase(now)
+        if self.state != "completed":
+            self._next_phase(self._clock, skipped=True)
 
     def finish(self, now: float) -> None:
-        """Go to the cool-down (the last phase) and end normally."""
+        """The gentle end: go to the last phase (the cool-down) and end when it ends."""
         self._advance(now)
         if self.state == "completed":
             return
         self.finished_early = True
         last = len(self.profile.phase) - 1
         if self.phase_index < last:
-            self._goto(last, now)
+            self._goto(last, self._clock)
+        elif self.state in _MOVING or (self.state == "paused" and not self._pending_start):
+            self._complete()  # already in the cool-down, or no cool-down to go to
+            return
         if self.state == "running":
             self.state = "finishing"
         elif self.state == "paused":
-            self._paused_from = "finishing"
+            self._resume_to = "finishing"
 
     def set_manual(
         self, now: float, speed_kmh: float | None = None, incline_pct: float | None = None
     ) -> None:
-        """A new target for the rest of this phase, reached in allowed steps."""
-        self._advance(now)
-        wanted: tuple[tuple[Quantity, float | None], ...] = (
-            ("speed", speed_kmh),
-            ("incline", incline_pct),
-        )
-        for q, value in wanted:
-            grid = self._grid(q)
-            if value is None or grid is None:
-                continue
-            self._overridden.discard(q)
-            current = self._current(q) if self._current(q) is not None else grid.snap(value)
-            assert current is not None
-            self._set_ramp(q, current, grid.snap(value), now, self.limits.step_interval_s)
+        """A new target for the rest of this phase, reached in allowed steps.
 
-    def override(self, quantity: Quantity) -> None:
-        """The walker changed it at the console: produce no setpoint for it this phase."""
-        self._overridden.add(quantity)
+        Raises ProfileError for a value outside the safety limits (never clamped to fit);
+        values are quantised and clamped to the treadmill's own range (SPEC.md §2).
+        """
+        self._advance(now)
+        checks: list[tuple[Quantity, float, float]] = []
+        if speed_kmh is not None:
+            if not 0 < speed_kmh <= self.limits.max_speed_kmh + 1e-9:
+                raise ProfileError(
+                    f"speed_kmh {speed_kmh:g} is outside 0 < speed <= max_speed_kmh "
+                    f"= {self.limits.max_speed_kmh:g} (to stop the belt, pause or stop)"
+                )
+            checks.append(("speed", speed_kmh, self.limits.max_speed_kmh))
+        if incline_pct is not None:
+            if "incline" not in self._tracks:
+                raise ProfileError("this treadmill's incline cannot be set")
+            if not 0 <= incline_pct <= self.limits.max_incline_pct + 1e-9:
+                raise ProfileError(
+                    f"incline_pct {incline_pct:g} is outside 0 <= incline <= max_incline_pct "
+                    f"= {self.limits.max_incline_pct:g}"
+                )
+            checks.append(("incline", incline_pct, self.limits.max_incline_pct))
+        if self.state == "completed":
+            return
+        started = not self._pending_start and self.state != "turning"
+        for q, value, _ in checks:
+            track = self._tracks[q]
+            raw = track.grid.snap(value)
+            self._manual[q] = raw  # a phase that has not begun yet picks it up at its start
+            track.held = False
+            if started:
+                # While paused, ramps are frozen at the pause; resume shifts them on.
+                at = self._paused_at if self.state == "paused" else self._clock
+                track.aim(raw, at, self.limits.step_interval_s)
+
+    def override(self, quantity: Quantity, actual: float | None = None) -> None:
+        """The walker changed ``quantity`` at the console: no setpoint for it this phase.
+
+        ``actual`` (what the treadmill now reports) is where the next phase's ramp starts
+        from; without it, the ramp starts from the last setpoint.
+        """
+        track = self._tracks.get(quantity)
+        if track is None or self.state == "completed":
+            return
+        track.held = True
+        if actual is not None and track.value is not None:
+            track.value = track.grid.snap(actual)
 
     # ------------------------------------------------------------------ time
 
     def tick(self, now: float) -> Step:
+        """Advance to ``now`` and say what to hold, with the events since the last tick."""
         self._advance(now)
+        if self.state in (*_MOVING, "turning"):
+            for track in self._tracks.values():
+                track.update(self._clock, self.limits.step_interval_s)
         events = tuple(self._events)
         self._events.clear()
         phase = self.profile.phase[self.phase_index]
-        speed = incline = None
-        turning_slowly = self.state == "turning" and self.turn_speed_kmh is not None
-        if self.state in ("running", "finishing") or turning_slowly:
-            speed = self._value("speed")
-            incline = self._value("incline")
-        elif self.state == "paused":
-            incline = self._value("incline")
+        incline = self._tracks.get("incline")
         return Step(
             state=self.state,
             phase_index=self.phase_index,
             phase_name=phase.name,
             direction=phase.direction,
             phase_remaining_s=max(0.0, phase.duration_s - self.phase_time),
-            target_speed_kmh=speed,
-            target_incline_pct=incline,
+            target_speed_kmh=self._tracks["speed"].report(),
+            target_incline_pct=incline.report() if incline and self.state != "completed" else None,
             events=events,
             finished_early=self.finished_early,
         )
 
     def _advance(self, now: float) -> None:
-        """Move phase time forward to ``now`` (only while running) and cross phase ends."""
-        dt = max(0.0, now - self._clock)
-        self._clock = max(self._clock, now)
-        if self.state == "turning":
-            countdown = self.turn_countdown_s
-            if countdown is not None and now - self._turn_started >= countdown:
-                self._end_turn(now)
-            else:
-                self._update_values(now)  # slowing to the turn speed, step by step
-            return
-        if self.state not in ("running", "finishing"):
-            return
-        self.phase_time += dt
-        self._update_values(now)
-        while self.state in ("running", "finishing"):
-            phase = self.profile.phase[self.phase_index]
-            if self.phase_time < phase.duration_s - 1e-9:
-                break
-            over = self.phase_time - phase.duration_s
-            self._next_phase(now - over)
-            if self.state in ("running", "finishing"):
-                self.phase_time = over
-                self._update_values(now)
-
-    def _update_values(self, now: float) -> None:
-        for q in QUANTITIES:
-            ramp, grid = self._ramps[q], self._grid(q)
-            if ramp is None or grid is None:
+        """Move the clock to ``now``: phase time runs only while moving; cross phase ends."""
+        now = max(now, self._clock)
+        while True:
+            t = self._clock
+            deadline = self._turn_deadline
+            if self.state == "turning" and deadline is not None and deadline <= now + _EPS:
+                self._clock = max(t, deadline)
+                self._end_turn(self._clock)
                 continue
-            value = ramp.at(grid, now)
-            if q == "speed":
-                self._speed = value
-            else:
-                self._incline = value
+            if self.state in _MOVING:
+                left = self.profile.phase[self.phase_index].duration_s - self.phase_time
+                if t + left <= now + _EPS:
+                    self._clock = max(t, t + left)
+                    self._next_phase(self._clock, skipped=False)
+                    continue
+                self.phase_time += now - t
+            self._clock = max(self._clock, now)
+            return
 
     # ------------------------------------------------------------------ phases
 
-    def _next_phase(self, now: float) -> None:
-        if self.phase_index + 1 >= len(self.profile.phase):
-            self.state = "completed"
-            self._events.append(Event("completed", "Profile complete."))
+    def _next_phase(self, t: float, *, skipped: bool) -> None:
+        if self.phase_index + 1 < len(self.profile.phase):
+            self._goto(self.phase_index + 1, t)
             return
-        self._goto(self.phase_index + 1, now)
+        if skipped:
+            self.finished_early = True
+        self._complete()
 
-    def _goto(self, index: int, now: float) -> None:
-        old = self.profile.phase[self.phase_index]
-        new = self.profile.phase[index]
+    def _complete(self) -> None:
+        self.state = "completed"
+        self._stop_belt()
+        self._emit("completed", "Profile complete.")
+
+    def _goto(self, index: int, t: float) -> None:
+        """Make phase ``index`` current; it starts now unless a turn or a pause comes first."""
         self.phase_index = index
         self.phase_time = 0.0
-        self._overridden.clear()
-        if new.direction != old.direction:
-            self._begin_turn(new, now)
+        self._manual.clear()
+        for track in self._tracks.values():
+            track.held = False  # an override lasts for the rest of its phase only
+        new = self.profile.phase[index]
+        if self.state == "paused":
+            # Stay paused: resume starts this phase from rest. Say now if it needs a turn.
+            self._pending_start = True
+            if new.direction != self._facing:
+                self._emit_turn("Send resume when you are ready.")
+        elif self.state == "turning":
+            # Still waiting at a turn (the belt paused or slow): the cue is for this phase.
+            self._emit_turn(self._turn_wait_text())
+        elif new.direction != self._facing:
+            self._begin_turn(t)
         else:
-            # A skip while paused stays paused: resume restarts slow in the new phase.
-            self._start_phase(index, now, from_rest=False)
+            self._start_phase(t, from_rest=False)
 
-    def _begin_turn(self, new: Phase, now: float) -> None:
+    def _begin_turn(self, t: float) -> None:
         self.state = "turning"
-        self._turn_started = now
+        speed = self._tracks["speed"]
+        self._turn_slow = self.turn_speed_kmh is not None and speed.value is not None
+        countdown = self.turn_countdown_s
+        self._turn_deadline = None if countdown is None else t + countdown
+        if self._turn_slow:
+            assert self.turn_speed_kmh is not None and speed.value is not None
+            slow = min(speed.value, speed.grid.snap(self.turn_speed_kmh))
+            speed.aim(slow, t, self.limits.step_interval_s)
+        else:
+            self._stop_belt()
+        incline = self._tracks.get("incline")
+        if incline is not None and incline.value is not None:
+            incline.aim(incline.value, t, self.limits.step_interval_s)  # hold it
+        self._emit_turn(self._turn_wait_text())
+
+    def _turn_wait_text(self) -> str:
+        if self.turn_countdown_s is not None:
+            return f"Starting again in {self.turn_countdown_s:g} seconds."
+        return "Send resume when you are ready."
+
+    def _emit_turn(self, wait: str) -> None:
+        new = self.profile.phase[self.phase_index]
         face = "the front" if new.direction == "forward" else "the rear of the treadmill"
-        wait = (
-            f"Starting again in {self.turn_countdown_s:g} seconds."
-            if self.turn_countdown_s is not None
-            else "Send resume when you are ready."
+        belt = "The belt slows down" if self._turn_slow else "The belt pauses"
+        if self.state == "paused":
+            belt = "The belt is paused"
+        # After a skip during a turn the next phase may face the way the walker already does.
+        move = "keep facing" if new.direction == self._facing else "turn around to face"
+        self._emit(
+            "turn_required",
+            f"{belt}. Hold the rails, {move} {face}. {wait}",
+            direction=new.direction,
+            phase=new.name,
+            phase_index=self.phase_index,
         )
-        slow = "The belt slows down" if self.turn_speed_kmh is not None else "The belt pauses"
-        self._events.append(
-            Event(
-                "turn_required",
-                f"{slow}. Hold the rails, turn around to face {face}. {wait}",
-                {"direction": new.direction, "phase": new.name},
-            )
-        )
-        grid = self.device.speed
-        assert grid is not None
-        if self.turn_speed_kmh is not None and self._speed is not None:
-            self._set_ramp(
-                "speed",
-                self._speed,
-                min(self._speed, grid.snap(self.turn_speed_kmh)),
-                now,
-                self.limits.step_interval_s,
-            )
-        else:
-            self._speed = None
-            self._ramps["speed"] = None
 
-    def _end_turn(self, now: float) -> None:
+    def _end_turn(self, t: float) -> None:
         self.state = "finishing" if self.finished_early else "running"
-        self._start_phase(self.phase_index, now, from_rest=self.turn_speed_kmh is None)
+        self._turn_deadline = None
+        self._pending_start = False
+        self._start_phase(t, from_rest=not self._turn_slow)
+        self._turn_slow = False
 
-    def _start_phase(self, index: int, now: float, from_rest: bool) -> None:
-        phase = self.profile.phase[index]
-        self._events.append(
-            Event(
-                "phase_started",
-                phase.cue or f"{phase.name}: walk {phase.direction}.",
-                {
-                    "phase": phase.name,
-                    "phase_index": index,
-                    "direction": phase.direction,
-                    "speed_kmh": phase.speed_kmh,
-                    "incline_pct": phase.incline_pct,
-                },
-            )
-        )
-        for q in QUANTITIES:
-            grid = self._grid(q)
-            if grid is None:
-                continue
-            target = self._phase_target(q)
-            current = self._current(q)
-            if current is None or (q == "speed" and from_rest):
-                current = grid.snap(self._origins[index][0 if q == "speed" else 1])
-            n = max(1, math.ceil(abs(target - current) / grid.step))
-            spread = phase.ramp_s / n if phase.ramp_s else 0.0
-            interval = max(self.limits.step_interval_s, spread)
-            # From rest the first setpoint is the belt's start speed (its range minimum).
-            self._set_ramp(q, current, target, now, interval)
-
-    def _phase_origin_speed(self) -> int:
-        grid = self.device.speed
-        assert grid is not None
-        return grid.snap(self._origins[self.phase_index][0])
-
-    def _phase_target(self, q: Quantity) -> int:
-        grid = self._grid(q)
-        assert grid is not None
+    def _start_phase(self, t: float, *, from_rest: bool) -> None:
+        """Phase ``phase_index`` begins at ``t``: aim both ramps, spread over ``ramp_s``."""
         phase = self.profile.phase[self.phase_index]
-        return grid.snap(phase.speed_kmh if q == "speed" else phase.incline_pct)
+        self._facing = phase.direction
+        self.phase_time = 0.0
+        self._emit(
+            "phase_started",
+            phase.cue or f"{phase.name}: walk {phase.direction}.",
+            phase=phase.name,
+            phase_index=self.phase_index,
+            direction=phase.direction,
+            speed_kmh=phase.speed_kmh,
+            incline_pct=phase.incline_pct,
+        )
+        wanted: dict[Quantity, float] = {"speed": phase.speed_kmh, "incline": phase.incline_pct}
+        for q, track in self._tracks.items():
+            target = self._manual.get(q, track.grid.snap(wanted[q]))
+            if q == "speed":
+                track.active = True
+                if from_rest:
+                    track.value = None
+            origin = track.value if track.value is not None else min(track.start, target)
+            n = track.grid.steps(origin, target)
+            # Spread the steps evenly over ramp_s, never faster than one per interval.
+            interval = max(self.limits.step_interval_s, phase.ramp_s / n if n else 0.0)
+            track.aim(target, t, interval)
 
-    def _set_ramp(
-        self,
-        q: Quantity,
-        origin: int,
-        target: int,
-        now: float,
-        interval: float,
-    ) -> None:
-        self._ramps[q] = _Ramp(origin, target, now + interval, interval)
-        if q == "speed":
-            self._speed = origin
-        else:
-            self._incline = origin
+    def _stop_belt(self) -> None:
+        speed = self._tracks["speed"]
+        speed.active, speed.value = False, None
 
-    def _grid(self, q: Quantity) -> Grid | None:
-        return self.device.speed if q == "speed" else self.device.incline
-
-    def _current(self, q: Quantity) -> int | None:
-        return self._speed if q == "speed" else self._incline
-
-    def _value(self, q: Quantity) -> float | None:
-        grid, raw = self._grid(q), self._current(q)
-        if grid is None or raw is None or q in self._overridden:
-            return None
-        return grid.value(raw)
+    def _emit(self, kind: str, message: str, **data: Any) -> None:
+        self._events.append(Event(kind, message, data))
 
 
 def plan(
-    profile: Profile, limits: Limits, device: Device, tick_s: float = 0.5
+    profile: Profile,
+    limits: Limits,
+    device: Device,
+    tick_s: float = 0.5,
+    *,
+    turn_speed_kmh: float | None = None,
+    turn_countdown_s: float | None = None,
 ) -> list[tuple[float, Step]]:
-    """Run the whole profile with no commands: the setpoint series (for tests and display).
+    """The whole profile with no commands, ticked every ``tick_s`` from t = 0.
 
-    Turns end at once (as if resume came immediately).
+    A turn without a countdown is resumed at once (as if the walker were ready).
     """
-    engine = Engine(profile, limits, device, 0.0)
+    engine = Engine(
+        profile,
+        limits,
+        device,
+        0.0,
+        turn_speed_kmh=turn_speed_kmh,
+        turn_countdown_s=turn_countdown_s,
+    )
     out: list[tuple[float, Step]] = []
-    t = 0.0
-    limit = profile.duration_s + 60 * len(profile.phase) + 10
-    while t <= limit:
+    turns = len(profile.phase) * (turn_countdown_s or 0.0)
+    limit = profile_duration_s(profile) + turns + 10 * tick_s
+    n = 0
+    while (t := n * tick_s) <= limit:  # t from a counter: no accumulated float error
         step = engine.tick(t)
         out.append((t, step))
         if step.state == "completed":
             break
-        if step.state == "turning":
+        if step.state == "turning" and turn_countdown_s is None:
             engine.resume(t)
-        t = round(t + tick_s, 6)
+        n += 1
     return out
