@@ -1,23 +1,28 @@
 """Configuration (SPEC.md §7): one TOML file, every key optional, unknown keys refused.
 
 Validated once at the edge with pydantic and passed down as plain values. Environment
-variables ``RETROTREAD_<SECTION>__<KEY>`` override the file; secrets may come from files.
+variables ``RETROTREAD_<SECTION>__<KEY>`` override the file (pydantic parses their text;
+an empty value unsets an optional key; a list is a TOML array or ``os.pathsep``-separated).
+Relative paths in the file are relative to the file; ``~`` is expanded everywhere.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrotread.errors import ConfigError
 
 ENV_PREFIX = "RETROTREAD_"
+ENV_CONFIG = "RETROTREAD_CONFIG"
 DEFAULT_PATH = Path("/etc/retrotread/config.toml")
+MASK = "***"
 
 
 class _Section(BaseModel):
@@ -25,6 +30,8 @@ class _Section(BaseModel):
 
 
 class TreadmillConfig(_Section):
+    """Which treadmill, how to reach it, and how a turn-around is done."""
+
     address: str | None = Field(default=None, description="Bluetooth address; else name or FTMS")
     name: str | None = None
     adapter: str | None = Field(default=None, description="e.g. hci0")
@@ -35,13 +42,16 @@ class TreadmillConfig(_Section):
     reconnect_max_backoff_s: float = Field(default=60.0, ge=1, le=3600)
     on_reconnect: Literal["pause", "stop"] = "pause"
     pace_width: Literal[1, 2] = 1
+    # Slowing down for a turn-around is only sane at a crawl: 2 km/h at most.
     turn_speed_kmh: float | None = Field(default=None, gt=0, le=2.0)
-    turn_countdown_s: float | None = Field(default=None, gt=0, le=120)
+    turn_countdown_s: float | None = Field(default=None, gt=0, le=120)  # None: wait for resume
 
 
 class MqttConfig(_Section):
+    """The broker, the topics, and Home Assistant discovery (SPEC.md §3)."""
+
     enabled: bool = True
-    host: str = "localhost"
+    host: str = Field(default="localhost", min_length=1)
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: str | None = None
@@ -59,147 +69,257 @@ class MqttConfig(_Section):
     on_broker_loss: Literal["continue", "pause"] = "continue"
     max_payload_bytes: int = Field(default=4096, ge=256, le=1_000_000)
 
-    @model_validator(mode="after")
-    def _topics(self) -> MqttConfig:
-        for name in ("base_topic", "discovery_prefix"):
-            value = getattr(self, name)
-            if value is not None and (
-                not value or any(c in value for c in "#+") or value.endswith("/")
-            ):
-                raise ValueError(
-                    f"{name} {value!r} must be a plain topic (no '#', '+', trailing '/')"
-                )
-        return self
+    @field_validator("base_topic", "discovery_prefix")
+    @classmethod
+    def _plain_topic(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not value or any(c in value for c in "#+\0") or value.endswith("/")
+        ):
+            raise ValueError("must be a plain topic (no '#', '+', trailing '/')")
+        return value
 
     @property
     def effective_base_topic(self) -> str:
-        return self.base_topic or f"retrotread/{self.device_id}"
+        return effective_base_topic(self)
+
+
+def effective_base_topic(mqtt: MqttConfig) -> str:
+    """``[mqtt] base_topic``, or ``retrotread/<device_id>`` when unset (SPEC.md §3)."""
+    return mqtt.base_topic or f"retrotread/{mqtt.device_id}"
 
 
 class SafetyConfig(_Section):
     """Walker-safety limits (SPEC.md §2): conservative defaults, ceilings no file can lift."""
 
     max_speed_kmh: float = Field(default=5.0, gt=0, le=8.0)
+    # 0 is allowed: it keeps the belt flat.
     max_incline_pct: float = Field(default=10.0, ge=0, le=15.0)
-    speed_step_kmh: float = Field(default=0.1, gt=0, le=0.5)
-    incline_step_pct: float = Field(default=0.5, gt=0, le=2.0)
+    speed_step_kmh: float = Field(default=0.1, ge=0.01, le=0.5)
+    incline_step_pct: float = Field(default=0.5, ge=0.1, le=2.0)
+    # A floor too: a step every 0.5 s is already brisk for someone walking backward.
     step_interval_s: float = Field(default=1.0, ge=0.5, le=30)
     settle_s: float = Field(default=5.0, ge=1, le=60)
 
 
-def _default_sessions_dir() -> Path:
-    state = os.environ.get("STATE_DIRECTORY")
+def default_sessions_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """$STATE_DIRECTORY/sessions (systemd StateDirectory=), else ~/.local/state/..."""
+    env = os.environ if environ is None else environ
+    state = env.get("STATE_DIRECTORY")
     if state:
-        return Path(state.split(":")[0]) / "sessions"
+        return Path(state.split(":")[0]) / "sessions"  # systemd may list several
     return Path.home() / ".local" / "state" / "retrotread" / "sessions"
 
 
 class SessionsConfig(_Section):
-    dir: Path = Field(default_factory=_default_sessions_dir)
+    """Where session logs go and how long they are kept (None: forever)."""
+
+    dir: Path = Field(default_factory=default_sessions_dir)
     retention_days: int | None = Field(default=None, ge=1)
 
 
 class ProfilesConfig(_Section):
+    """User profile directories, read after the built-in profiles."""
+
     dirs: list[Path] = Field(default_factory=list)
 
 
 class Config(_Section):
+    """The whole configuration file."""
+
     treadmill: TreadmillConfig = Field(default_factory=TreadmillConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
 
+    @model_validator(mode="after")
+    def _turn_speed_within_limits(self) -> Config:
+        turn = self.treadmill.turn_speed_kmh
+        if turn is not None and turn > self.safety.max_speed_kmh:
+            raise ValueError(
+                f"treadmill.turn_speed_kmh {turn:g} is above safety.max_speed_kmh "
+                f"{self.safety.max_speed_kmh:g}"
+            )
+        return self
 
-SECRET_KEYS = {("mqtt", "password")}
+
+SECRET_KEYS = frozenset({("mqtt", "password")})
+# Keys holding paths: "~" is expanded, and relative ones are taken from the file's folder.
+PATH_KEYS = frozenset(
+    {
+        ("mqtt", "password_file"),
+        ("mqtt", "ca_file"),
+        ("mqtt", "cert_file"),
+        ("mqtt", "key_file"),
+        ("sessions", "dir"),
+        ("profiles", "dirs"),
+    }
+)
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for key, value in environ.items():
-        if not key.startswith(ENV_PREFIX) or "__" not in key:
-            continue
-        section, _, name = key[len(ENV_PREFIX) :].partition("__")
-        out.setdefault(section.lower(), {})[name.lower()] = value
-    return out
+def find_config_path(
+    path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """``path``, else $RETROTREAD_CONFIG, else /etc/retrotread/config.toml if it exists."""
+    env = os.environ if environ is None else environ
+    if path is not None:
+        return path
+    if env.get(ENV_CONFIG):
+        return Path(env[ENV_CONFIG])
+    return DEFAULT_PATH if DEFAULT_PATH.exists() else None
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, merge environment overrides, validate; ConfigError names file, key, value, why."""
-    environ = os.environ if environ is None else environ
-    source = str(path) if path else "defaults"
-    data: dict[str, Any] = {}
+    """Read ``path`` (None: defaults), apply the environment, validate, read secret files.
+
+    Raises ConfigError, one line naming the file (or variable), the dotted key, the bad
+    value and why.
+    """
+    env = os.environ if environ is None else environ
+    source = str(path) if path is not None else "configuration"
+    data = _read_toml(path) if path is not None else {}
     if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such file") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    for section, values in _env_overrides(environ).items():
-        target = data.setdefault(section, {})
-        if not isinstance(target, dict):
-            raise ConfigError(f"{source}: [{section}] must be a table")
-        for name, value in values.items():
-            target[name] = _env_value(value)
+        _resolve_paths(data, path.parent)
+    from_env = _apply_env(data, env, source)
+    data.setdefault("sessions", {}) if isinstance(data.get("sessions", {}), dict) else None
+    if isinstance(data.get("sessions"), dict):
+        data["sessions"].setdefault("dir", str(default_sessions_dir(env)))
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_explain(source, exc, data)) from None
-    mqtt = config.mqtt
-    if mqtt.password_file is not None:
-        try:
-            mqtt.password = mqtt.password_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"{source}: mqtt.password_file = {str(mqtt.password_file)!r}: "
-                f"cannot read: {exc.strerror}"
-            ) from None
-    for key in ("ca_file", "cert_file", "key_file"):
-        f = getattr(mqtt, key)
-        if f is not None and not Path(f).is_file():
-            raise ConfigError(f"{source}: mqtt.{key} = {str(f)!r}: no such file")
-    if mqtt.tls and (mqtt.cert_file is None) != (mqtt.key_file is None):
-        raise ConfigError(f"{source}: mqtt.cert_file and mqtt.key_file go together")
+        raise ConfigError(_explain(source, exc, data, from_env)) from None
+    _check_files(config, source, from_env)
     return config
 
 
-def _env_value(text: str) -> Any:
-    """Environment values are strings; let TOML read numbers, booleans and lists."""
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message ends with "(at line L, column C)".
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _explain(source: str, exc: ValidationError, data: dict[str, Any]) -> str:
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    def resolve(value: object) -> object:
+        if not isinstance(value, str) or not value:
+            return value  # not a path: pydantic says so, with the key
+        p = Path(value).expanduser()
+        return str(p if p.is_absolute() else base / p)
+
+    for section, key in PATH_KEYS:
+        table = data.get(section)
+        if not isinstance(table, dict) or key not in table:
+            continue
+        value = table[key]
+        table[key] = [resolve(v) for v in value] if isinstance(value, list) else resolve(value)
+
+
+def _apply_env(
+    data: dict[str, Any], environ: Mapping[str, str], source: str
+) -> dict[tuple[str, str], str]:
+    """Merge ``RETROTREAD_<SECTION>__<KEY>`` into ``data``; return key -> variable name."""
+    used: dict[tuple[str, str], str] = {}
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        section, _, key = var[len(ENV_PREFIX) :].lower().partition("__")
+        table = data.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table (to take ${var})")
+        table[key] = _env_value(section, key, environ[var])
+        used[(section, key)] = var
+    return used
+
+
+def _env_value(section: str, key: str, text: str) -> Any:
+    """Environment text for pydantic to parse; None for ""; lists split."""
+    if text == "":
+        return None
+    sect = Config.model_fields.get(section)
+    model = sect.annotation if sect is not None else None
+    fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
+    f = fields.get(key)
+    if f is not None and typing.get_origin(f.annotation) is list:
+        if text.lstrip().startswith("["):
+            try:
+                return tomllib.loads(f"v = {text}")["v"]
+            except tomllib.TOMLDecodeError:
+                return text  # pydantic: "Input should be a valid list"
+        value: Any = [Path(p).expanduser() for p in text.split(os.pathsep) if p]
+        return value
+    if (section, key) in PATH_KEYS:
+        return str(Path(text).expanduser())
+    return text
+
+
+def _explain(
+    source: str,
+    exc: ValidationError,
+    data: dict[str, Any],
+    from_env: Mapping[tuple[str, str], str],
+) -> str:
     problems = []
     for err in exc.errors():
         loc = [str(x) for x in err["loc"]]
         key = ".".join(loc)
-        if err["type"] == "extra_forbidden":
-            where = f"[{loc[0]}]" if len(loc) > 1 else "top level"
-            problems.append(f"unknown key {key!r} in {where}")
-            continue
-        value: Any = data
-        for part in loc:
-            value = value.get(part) if isinstance(value, dict) else None
+        var = from_env.get((loc[0], loc[1])) if len(loc) >= 2 else None
+        via = f" (from ${var})" if var else ""
         msg = str(err["msg"]).removeprefix("Value error, ")
-        if value is None:
-            problems.append(f"{key}: {msg}")
+        if err["type"] == "extra_forbidden":
+            where = f"[{loc[0]}]" if len(loc) > 1 else "the top level"
+            problems.append(f"unknown key {key!r}{via} in {where}")
+        elif not loc:
+            problems.append(msg)  # a check across sections names its own keys
         else:
-            problems.append(f"{key} = {value!r}: {msg}")
+            value: Any = data
+            for part in loc:
+                value = value.get(part) if isinstance(value, dict) else None
+            shown = "" if value is None else f" = {value!r}"
+            problems.append(f"{key}{shown}{via}: {msg}")
     return f"{source}: " + "; ".join(problems)
 
 
+def _check_files(config: Config, source: str, from_env: Mapping[tuple[str, str], str]) -> None:
+    """Secrets from files; TLS files must exist; keys that only make sense together."""
+    mqtt = config.mqtt
+    if mqtt.password_file is not None:
+        if mqtt.password is not None and ("mqtt", "password") not in from_env:
+            raise ConfigError(f"{source}: set mqtt.password or mqtt.password_file, not both")
+        if mqtt.password is None:  # $RETROTREAD_MQTT__PASSWORD beats the file
+            try:
+                text = mqtt.password_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"{source}: mqtt.password_file = {str(mqtt.password_file)!r}: "
+                    f"cannot read: {exc.strerror}"
+                ) from None
+            password = text.rstrip("\r\n")  # the editor's newline is not part of it
+            if not password:
+                raise ConfigError(
+                    f"{source}: mqtt.password_file = {str(mqtt.password_file)!r}: file is empty"
+                )
+            mqtt.password = password
+    if mqtt.password is not None and mqtt.username is None:
+        raise ConfigError(f"{source}: mqtt.password needs mqtt.username (MQTT sends both)")
+    for key in ("ca_file", "cert_file", "key_file"):
+        f = getattr(mqtt, key)
+        if f is not None and not Path(f).is_file():
+            raise ConfigError(f"{source}: mqtt.{key} = {str(f)!r}: no such file")
+    if (mqtt.cert_file is None) != (mqtt.key_file is None):
+        raise ConfigError(f"{source}: mqtt.cert_file and mqtt.key_file go together")
+
+
 def config_to_display(config: Config) -> dict[str, Any]:
-    """The effective configuration as plain data, with secrets masked."""
+    """The effective configuration as plain JSON data, secrets masked as ``***``."""
     data = config.model_dump(mode="json")
     for section, key in SECRET_KEYS:
-        if data[section].get(key):
-            data[section][key] = "***"
-    data["mqtt"]["base_topic"] = config.mqtt.effective_base_topic
+        if data[section].get(key) is not None:
+            data[section][key] = MASK
+    data["mqtt"]["base_topic"] = effective_base_topic(config.mqtt)
     return data

@@ -6,6 +6,7 @@ A field carries its wire format, its resolution as a divisor (value = raw / div,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -62,6 +63,9 @@ class Field:
             return max(self.na)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise EncodeError(f"{self.name} must be a number, not {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            # round() would raise ValueError (NaN) or OverflowError (inf), not EncodeError.
+            raise EncodeError(f"{self.name}={value} is not a finite number")
         raw = round(value * self.div)
         lo, hi = self.raw_range()
         if not lo <= raw <= hi or raw in self.na:

@@ -68,7 +68,11 @@ def encode_training_status(status: int, text: str | None = None) -> bytes:
         raise EncodeError(f"training status {status} out of range")
     if text is None:
         return bytes([0x00, status])
-    return bytes([0x01, status]) + text.encode("utf-8")
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates have no UTF-8 form
+        raise EncodeError(f"training status text {text!r} is not valid Unicode") from exc
+    return bytes([0x01, status]) + encoded
 
 
 class StatusOp(IntEnum):

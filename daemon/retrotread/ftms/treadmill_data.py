@@ -171,15 +171,16 @@ def decode_treadmill_data(data: bytes, pace_width: int = 1) -> TreadmillData:
     offset = 2
     cut = False
     for group in announced:
-        untrusted = not trust_after_pace and group.bit >= 5
-        if cut or untrusted or offset + group.size() > len(data):
-            cut = cut or not untrusted
+        if not trust_after_pace and group.bit >= 5:
             missing.extend(f.name for f in group.fields)
-            if not untrusted:
-                continue
-            offset += group.size()
             continue
         for f in group.fields:
+            # FTMS.md §5.4, §12 #8: a frame cut short (Matrix: 20 bytes) yields every field
+            # that fits whole, even within a group (its total energy, not its per-hour rate).
+            if cut or offset + f.size > len(data):
+                cut = True
+                missing.append(f.name)
+                continue
             values[f.name] = f.read(data, offset)
             present.append(f.name)
             offset += f.size
@@ -258,6 +259,10 @@ def split_treadmill_data(
     chosen = _record_groups(record, pace_width)
     speed = [g for g in chosen if g.bit == 0]
     rest = [g for g in chosen if g.bit != 0]
+    if not speed:
+        # FTMS Appendix 1 (FTMS.md §5.4): only the fragment with speed has More Data = 0;
+        # without speed no fragment would ever close the record.
+        raise EncodeError("a record to split needs speed_kmh: it is what closes the record")
     room = max_len - 2
     if any(g.size() > room for g in chosen):
         raise EncodeError(f"max_len {max_len} cannot hold a single field group")
@@ -270,7 +275,7 @@ def split_treadmill_data(
     if sum(x.size() for x in batches[-1]) + speed_size > room:
         batches.append([])
     batches[-1] = speed + batches[-1]
-    return [_encode_groups(record, b) for b in batches if b or not chosen]
+    return [_encode_groups(record, b) for b in batches if b]
 
 
 class TreadmillDataAssembler:
@@ -313,7 +318,8 @@ class TreadmillDataAssembler:
             frame,
             **self._pending,  # type: ignore[arg-type]
             present=tuple(self._present),
-            missing=tuple(self._missing),
+            # A field cut off one fragment but carried by another is not missing.
+            missing=tuple(m for m in self._missing if m not in self._pending),
         )
         self._pending.clear()
         self._present.clear()
