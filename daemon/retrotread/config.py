@@ -179,11 +179,11 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     source = str(path) if path is not None else "configuration"
     data = _read_toml(path) if path is not None else {}
     if path is not None:
-        _resolve_paths(data, path.parent)
+        _resolve_paths(data, path.absolute().parent)
     from_env = _apply_env(data, env, source)
-    data.setdefault("sessions", {}) if isinstance(data.get("sessions", {}), dict) else None
-    if isinstance(data.get("sessions"), dict):
-        data["sessions"].setdefault("dir", str(default_sessions_dir(env)))
+    sessions = data.setdefault("sessions", {})
+    if isinstance(sessions, dict) and sessions.get("dir") is None:
+        sessions["dir"] = str(default_sessions_dir(env))  # from ``environ``, not os.environ
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
