@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,16 +17,23 @@ from retrotread.profiles.model import Profile
 ENV_BUILTIN = "RETROTREAD_BUILTIN_PROFILES"
 
 
-def builtin_dir() -> Path | None:
-    """The built-in profiles: $RETROTREAD_BUILTIN_PROFILES, the source tree, or share/."""
-    env = os.environ.get(ENV_BUILTIN)
-    candidates = [Path(env)] if env else []
-    # daemon/retrotread/profiles/loader.py -> <repo>/profiles
-    candidates.append(Path(__file__).resolve().parents[3] / "profiles")
-    candidates.append(Path(sys.prefix) / "share" / "retrotread" / "profiles")
-    for c in candidates:
-        if c.is_dir() and any(c.glob("*.toml")):
-            return c
+def builtin_dir(environ: Mapping[str, str] | None = None) -> Path | None:
+    """Where the built-in profiles are, first found of:
+
+    $RETROTREAD_BUILTIN_PROFILES (when set, the only place looked at); ``<repo>/profiles``
+    next to ``daemon/`` (an editable install or a checkout); ``<prefix>/share/retrotread/
+    profiles`` (a wheel install, from ``[tool.setuptools.data-files]``).
+    """
+    env = os.environ if environ is None else environ
+    if env.get(ENV_BUILTIN):
+        return Path(env[ENV_BUILTIN])
+    # daemon/retrotread/profiles/loader.py -> parents[3] is the repository root.
+    for candidate in (
+        Path(__file__).resolve().parents[3] / "profiles",
+        Path(sys.prefix) / "share" / "retrotread" / "profiles",
+    ):
+        if candidate.is_dir() and any(candidate.glob("*.toml")):
+            return candidate
     return None
 
 
@@ -48,28 +55,32 @@ def load_profile_file(path: Path) -> Profile:
 
 
 def _explain(exc: ValidationError, data: dict[str, object]) -> str:
+    """pydantic's errors as "profile 'x', phase 2 'hill', speed_kmh = -1: why"."""
+    name = data.get("name")
+    phases = data.get("phase")
     out = []
     for err in exc.errors():
+        parts: list[str] = [f"profile {name!r}"] if isinstance(name, str) else []
         loc = list(err["loc"])
-        parts: list[str] = []
-        for item in loc:
-            if isinstance(item, int):
-                parts[-1] = f"phase {item + 1}" if parts and parts[-1] == "phase" else str(item)
-            else:
-                parts.append(str(item))
-        key = ", ".join(parts) if parts else "profile"
+        if len(loc) >= 2 and loc[0] == "phase" and isinstance(loc[1], int):
+            i = loc[1]
+            ph = phases[i] if isinstance(phases, list) and i < len(phases) else None
+            ph_name = ph.get("name") if isinstance(ph, dict) else None
+            parts.append(f"phase {i + 1}" + (f" {ph_name!r}" if isinstance(ph_name, str) else ""))
+            loc = loc[2:]
+        key = ".".join(str(x) for x in loc)
+        where = ", ".join(parts)
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            out.append(
-                f"unknown key {parts[-1]!r}"
-                + (f" in {', '.join(parts[:-1])}" if parts[:-1] else "")
-            )
-        elif err["type"] == "missing":
-            out.append(f"{key}: required")
+            out.append(f"unknown key {key!r}" + (f" in {where}" if where else ""))
+            continue
+        prefix = f"{where}, " if where and key else where
+        if err["type"] == "missing":
+            out.append(f"{prefix}{key}: required")
         else:
             inp = err.get("input")
-            shown = f" = {inp!r}" if isinstance(inp, int | float | str) else ""
-            out.append(f"{key}{shown}: {msg}")
+            shown = f" = {inp!r}" if key and isinstance(inp, int | float | str) else ""
+            out.append(f"{prefix}{key}{shown}: {msg}")
     return "; ".join(out)
 
 
@@ -89,17 +100,28 @@ class ProfileSet:
             raise ProfileError(f"unknown profile {name!r}; known profiles: {known}") from None
 
 
-def load_profiles(dirs: Iterable[Path] = (), include_builtin: bool = True) -> ProfileSet:
-    """Load built-in then user profiles; a broken file is reported and skipped, never fatal.
+def load_profiles(
+    dirs: Iterable[Path] = (),
+    include_builtin: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> ProfileSet:
+    """Built-in profiles, then each user directory; a broken file never hides the others.
 
-    A user profile with the name of a built-in one replaces it.
+    Every file that cannot be used is one line in ``errors`` (naming the file). A user
+    profile with the name of a built-in one replaces it; two files with one name in the
+    user directories: the later one wins and the clash is reported.
     """
     result = ProfileSet()
-    roots: list[Path] = []
-    if include_builtin and (b := builtin_dir()) is not None:
-        roots.append(b)
-    roots.extend(Path(d).expanduser() for d in dirs)
-    for root in roots:
+    roots: list[tuple[Path, bool]] = []
+    if include_builtin:
+        b = builtin_dir(environ)
+        if b is None:
+            result.errors.append("built-in profiles not found (set $RETROTREAD_BUILTIN_PROFILES)")
+        else:
+            roots.append((b, True))
+    roots.extend((Path(d).expanduser(), False) for d in dirs)
+    from_builtin: dict[str, bool] = {}  # name -> loaded from the built-in directory
+    for root, builtin in roots:
         if not root.is_dir():
             result.errors.append(f"{root}: profile directory does not exist")
             continue
@@ -109,6 +131,13 @@ def load_profiles(dirs: Iterable[Path] = (), include_builtin: bool = True) -> Pr
             except ProfileError as exc:
                 result.errors.append(str(exc))
                 continue
-            result.profiles[profile.name] = profile
-            result.sources[profile.name] = path
+            name = profile.name
+            if from_builtin.get(name) == builtin:  # a clash within one tier, not an override
+                result.errors.append(
+                    f"{path}: profile name {name!r} is also used by {result.sources[name]}; "
+                    "this file wins"
+                )
+            from_builtin[name] = builtin
+            result.profiles[name] = profile
+            result.sources[name] = path
     return result

@@ -7,7 +7,8 @@ from pathlib import Path
 from retrotread.session.analysis import SessionView
 
 
-def plot(view: SessionView, out: Path) -> Path:
+def plot(view: SessionView, out: Path) -> dict[str, int]:
+    """Write the PNG; returns how many points each panel drew (for checks)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,8 +21,10 @@ def plot(view: SessionView, out: Path) -> Path:
         ("Incline (%)", [s.incline_pct for s in view.samples], "#2ca02c"),
         ("Heart rate (bpm)", [s.heart_rate_bpm for s in view.samples], "#d62728"),
     )
+    drawn: dict[str, int] = {}
     for ax, (label, values, colour) in zip(axes, series, strict=True):
         points = [(x, y) for x, y in zip(t, values, strict=True) if y is not None]
+        drawn[label] = len(points)
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], color=colour, linewidth=2)
         else:
@@ -52,4 +55,4 @@ def plot(view: SessionView, out: Path) -> Path:
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(out)
     plt.close(fig)
-    return out
+    return drawn
