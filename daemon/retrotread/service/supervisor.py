@@ -114,10 +114,11 @@ class Supervisor:
                 self.last_error = None
                 self._set_state(LinkState.CONNECTED)
                 reason = await self._watch()
+                # Not CONNECTED any more from this moment, not only once disconnect() returns.
+                self._set_state(LinkState.BACKOFF)
                 self.losses += 1
                 log.warning("treadmill link lost: %s", reason)
                 await self.treadmill.disconnect()
-                self._set_state(LinkState.BACKOFF)
                 await self.clock.sleep(self.backoff.delay(1))
         finally:
             self._set_state(LinkState.STOPPED)
