@@ -269,7 +269,7 @@ def test_pace_frame_with_vendor_bytes_is_not_trusted_from_pace_on() -> None:
 
 
 def test_fields_before_pace_stay_trusted_when_pace_does_not_add_up() -> None:
-    # flags 0x0026: More Data (no speed), Average Speed, Total Distance, Instantaneous Pace.
+    # flags 0x0027: More Data (no speed), Average Speed, Total Distance, Instantaneous Pace.
     data = bytes.fromhex("2700 2c01 210000 9600")  # 2-byte pace, read as width 1 → 1 byte over
     d = decode_treadmill_data(data, pace_width=1)
     assert d.values() == {"average_speed_kmh": 3.0, "distance_m": 33}
@@ -321,7 +321,7 @@ def test_features_fitshow_by_name() -> None:
 
 
 def test_features_rfu_bits_are_ignored_and_trailing_bytes_too() -> None:
-    f = decode_features(bytes.fromhex("4412feff 0100feff 99"))
+    f = decode_features(bytes.fromhex("4412ffff 0100feff 99"))
     assert f == Features(
         MachineFeature(0x1244) | MachineFeature.USER_DATA_RETENTION, TargetFeature(0x0001)
     )
@@ -573,20 +573,19 @@ def test_out_of_range_or_missing_parameters_are_encode_errors(
 def test_other_encoder_errors() -> None:
     with pytest.raises(EncodeError, match="reserved"):
         encode_control_request(0x15)
-    with pytest.raises(EncodeError):
+    with pytest.raises(EncodeError, match="unknown value"):
         encode_control_request(0x08, {"control": "halt"})
+    with pytest.raises(EncodeError, match="has no 'not available' value"):
+        encode_control_request(0x02, {"target_speed_kmh": None})
     with pytest.raises(EncodeError, match="reserved"):
         encode_machine_status(0x16)
-    with pytest.raises(EncodeError):
-        encode_treadmill_data(TreadmillData(speed_kmh=True))  # type: ignore[arg-type]
-    with pytest.raises(EncodeError, match="not available"):
-        # Average speed has no N/A value, so a group with it None cannot be sent... but a
-        # lone None is simply omitted; force the group through its sibling instead:
+    with pytest.raises(EncodeError, match="must be a number"):
+        encode_treadmill_data(TreadmillData(speed_kmh=True))
+    # 3276.7 % is raw 0x7FFF, the N/A sentinel: it must not be sent as a value.
+    with pytest.raises(EncodeError, match="does not fit"):
         encode_treadmill_data(TreadmillData(incline_pct=3276.7))
-    with pytest.raises(EncodeError, match="required"):
-        encode_treadmill_data(TreadmillData(elapsed_s=None, force_on_belt_n=None, power_w=None,
-                                            heart_rate_bpm=None, metabolic_equivalent=None,
-                                            energy_kcal=1, distance_m=None))
+    with pytest.raises(EncodeError, match="overlap defined flags"):
+        encode_treadmill_data(TreadmillData(speed_kmh=1.0), vendor_bits=0x1000)
 
 
 def test_training_status_text_with_a_lone_surrogate_is_an_encode_error() -> None:
