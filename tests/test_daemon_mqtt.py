@@ -9,14 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import pytest
 
 from retrotread.clock import ScaledClock
 from retrotread.config import Config, MqttConfig, SessionsConfig
@@ -24,18 +23,10 @@ from retrotread.link.inprocess import InProcessTransport
 from retrotread.service.app import Daemon
 from retrotread.session.log import read_session
 from retrotread.sim.treadmill import SimConfig, SimTreadmill
-from tests.broker import Broker, free_port
+from tests.broker import Broker
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "retrotread/t1"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(free_port(), tmp_path)
-    b.start()
-    yield b
-    b.stop()
 
 
 class Phone:

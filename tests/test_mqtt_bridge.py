@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import pytest
 
 from retrotread.errors import RetrotreadError
 from retrotread.mqtt.bridge import MqttBridge, MqttSettings
@@ -49,14 +48,6 @@ class Handler:
 
     def device_description(self) -> tuple[str | None, str | None]:
         return ("RETRO-SIM", "SIM-1")
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(free_port(), tmp_path)
-    b.start()
-    yield b
-    b.stop()
 
 
 async def _collect(port: int, topics: list[str], **kw: Any) -> AsyncIterator[aiomqtt.Message]:

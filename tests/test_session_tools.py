@@ -7,7 +7,6 @@ import json
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from retrotread.session.export import to_csv, to_fit, to_tcx
 from retrotread.session.log import read_session
 from retrotread.session.plot import plot
 from retrotread.session.replay import check_codec, check_commands, replay_mqtt
-from tests.broker import Broker, free_port
+from tests.broker import Broker
 from tests.runhelpers import phase, profile, run_rig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,14 +46,6 @@ async def _record(directory: Path) -> Path:
 @pytest.fixture(scope="module")
 def session_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return asyncio.run(_record(tmp_path_factory.mktemp("rec")))
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(free_port(), tmp_path)
-    b.start()
-    yield b
-    b.stop()
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
