@@ -559,6 +559,14 @@ def test_non_finite_values_are_encode_errors(bad: float) -> None:
         encode_range(SPEED_RANGE, bad, 6.0, 0.5)
 
 
+def test_huge_finite_value_that_overflows_when_scaled_is_an_encode_error() -> None:
+    # Found by the fuzz test. Before: 1e307 * 100 is inf and round() raised OverflowError.
+    with pytest.raises(EncodeError, match="does not fit"):
+        set_target_speed(1e307)
+    with pytest.raises(EncodeError, match="does not fit"):
+        encode_treadmill_data(TreadmillData(speed_kmh=1.7e308))
+
+
 @pytest.mark.parametrize(
     ("op", "values"),
     [(0x02, {"target_speed_kmh": 655.36}), (0x02, {"target_speed_kmh": -0.01}), (0x02, {})],

@@ -66,7 +66,10 @@ class Field:
         if isinstance(value, float) and not math.isfinite(value):
             # round() would raise ValueError (NaN) or OverflowError (inf), not EncodeError.
             raise EncodeError(f"{self.name}={value} is not a finite number")
-        raw = round(value * self.div)
+        scaled = value * self.div
+        if isinstance(scaled, float) and not math.isfinite(scaled):  # 1e307 * 100 is inf
+            raise EncodeError(f"{self.name}={value} does not fit the wire format {self.fmt}")
+        raw = round(scaled)
         lo, hi = self.raw_range()
         if not lo <= raw <= hi or raw in self.na:
             raise EncodeError(f"{self.name}={value} does not fit the wire format {self.fmt}")
