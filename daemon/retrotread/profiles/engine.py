@@ -457,7 +457,8 @@ def plan(
 ) -> list[tuple[float, Step]]:
     """The whole profile with no commands, ticked every ``tick_s`` from t = 0.
 
-    A turn without a countdown is resumed at once (as if the walker were ready).
+    A turn without a countdown is resumed at once (as if the walker were ready): the
+    series then holds two steps at that time, the ``turning`` one and the one after.
     """
     engine = Engine(
         profile,
@@ -473,10 +474,12 @@ def plan(
     n = 0
     while (t := n * tick_s) <= limit:  # t from a counter: no accumulated float error
         step = engine.tick(t)
+        if step.state == "turning" and turn_countdown_s is None:
+            out.append((t, step))
+            engine.resume(t)
+            step = engine.tick(t)
         out.append((t, step))
         if step.state == "completed":
             break
-        if step.state == "turning" and turn_countdown_s is None:
-            engine.resume(t)
         n += 1
     return out
