@@ -21,7 +21,7 @@ from retrotread.config import SafetyConfig
 from retrotread.errors import ConfigError, ProfileError
 from retrotread.profiles.engine import Device, Engine, Step, device_grids, plan
 from retrotread.profiles.grid import Grid
-from retrotread.profiles.model import Profile, ProfileRefused, problems, ramp_origins
+from retrotread.profiles.model import Phase, Profile, ProfileRefused, problems, ramp_origins
 
 
 @dataclass(frozen=True)
@@ -617,25 +617,25 @@ def scenarios(draw: st.DrawFn) -> tuple[Profile, SafetyConfig, Range, Range | No
         limits.max_incline_pct if incline is None else min(limits.max_incline_pct, incline.maximum)
     )
     raw = [
-        {
-            "name": f"p{i}",
-            "direction": draw(st.sampled_from(["forward", "backward"])),
-            "speed_kmh": draw(st.integers(speed_lo, speed_hi)) / 20,
-            "incline_pct": draw(st.integers(0, int(incline_hi * 2))) / 2,
-        }
+        Phase(
+            name=f"p{i}",
+            direction=draw(st.sampled_from(["forward", "backward"])),
+            speed_kmh=draw(st.integers(speed_lo, speed_hi)) / 20,
+            incline_pct=draw(st.integers(0, int(incline_hi * 2))) / 2,
+            duration_s=1,
+        )
         for i in range(n)
     ]
     # ramp_s: what the ramp needs in the device's own steps (so it may run), plus slack.
-    sketch = Profile.model_validate({"name": "x", "phase": [{**r, "duration_s": 1} for r in raw]})
-    origins = ramp_origins(sketch)
+    origins = ramp_origins(Profile(name="x", phase=tuple(raw)))
     phases = []
     for r, (v0, g0) in zip(raw, origins, strict=True):
-        need_v = math.ceil(round(abs(r["speed_kmh"] - v0) * 100) / grid_speed.step)
-        need_g = math.ceil(round(abs(r["incline_pct"] - g0) * 10) / grid_incline.step)
+        need_v = math.ceil(round(abs(r.speed_kmh - v0) * 100) / grid_speed.step)
+        need_g = math.ceil(round(abs(r.incline_pct - g0) * 10) / grid_incline.step)
         ramp_s = max(need_v, need_g) * limits.step_interval_s + draw(st.integers(0, 20))
         duration = ramp_s + draw(st.integers(1, 60))
-        phases.append({**r, "ramp_s": ramp_s, "duration_s": duration})
-    profile = Profile.model_validate({"name": "random", "phase": phases})
+        phases.append(r.model_copy(update={"ramp_s": ramp_s, "duration_s": duration}))
+    profile = Profile(name="random", phase=tuple(phases))
     return profile, limits, speed, incline, tick
 
 
