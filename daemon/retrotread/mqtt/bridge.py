@@ -238,7 +238,7 @@ class MqttBridge:
         payload = discovery_payload(self.topics, s.device_id, names, name, model)
         await client.publish(topic, _json(payload), qos=1, retain=True)
 
-    async def _publisher(self, client: aiomqtt.Client, window: int = 16) -> None:
+    async def _publisher(self, client: aiomqtt.Client, window: int = 8) -> None:
         """Publish in order, with up to ``window`` QoS 1 acknowledgements outstanding.
 
         Awaiting each PUBACK before the next publish caps throughput at one broker round

@@ -182,6 +182,9 @@ async def _demo(args: argparse.Namespace) -> int:
                 mqtt=MqttConfig(host="127.0.0.1", port=broker.port, device_id="demo"),
                 sessions=SessionsConfig(dir=sessions),
             )
+            from retrotread.service.run_command import scale_watchdog
+
+            scale_watchdog(config, args.speedup)
             sim = SimTreadmill()
             transport, how = await _transport(sim, args.in_process, stack)
             daemon = Daemon(config, transport, clock, sim=sim)
@@ -240,7 +243,15 @@ async def _demo(args: argparse.Namespace) -> int:
     print(f"  top speed: {top}")
     if summary.get("mean_heart_rate_bpm"):
         print(f"  heart:     {summary['mean_heart_rate_bpm']} bpm on average")
-    print(f"  log:       {daemon.runner.last_log}")
+    log_path = daemon.runner.last_log
+    print(f"  log:       {log_path}")
+    if log_path is not None:
+        from retrotread.session.analysis import load
+        from retrotread.session.plot import plot
+
+        png = log_path.with_suffix(".png")
+        plot(load(log_path), png)
+        print(f"  plot:      {png}")
     return 0 if outcome.get("outcome") in ("completed", "finished_early") else 1
 
 

@@ -57,6 +57,16 @@ def make_clock(speedup: float, simulate: bool) -> Clock:
     return ScaledClock(speedup) if speedup != 1.0 else RealClock()
 
 
+def scale_watchdog(config: Config, speedup: float) -> None:
+    """Keep the silence watchdog at least one real second when time is compressed.
+
+    It counts clock seconds; at 120x, 5 clock seconds are 42 real milliseconds, which a
+    busy event loop can miss without the link being in any trouble.
+    """
+    t = config.treadmill
+    t.silence_timeout_s = max(t.silence_timeout_s, min(120.0, speedup * 1.0))
+
+
 def make_transport(config: Config, simulate: bool) -> tuple[GattTransport, SimTreadmill | None]:
     if simulate:
         from retrotread.link.inprocess import InProcessTransport
@@ -79,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sessions_dir is not None:
         config.sessions.dir = args.sessions_dir
     clock = make_clock(args.speedup, args.simulate)
+    scale_watchdog(config, args.speedup)
     if args.profile:
         return asyncio.run(
             run_profile(config, clock, args.profile, args.simulate, not args.no_mqtt)
