@@ -209,7 +209,14 @@ class Daemon:
             return last
         try:
             profile = self.profile_set.get(name)
-            check_profile(profile, self.config.safety)
+            caps = self.treadmill.capabilities
+            # With the treadmill known, its ranges count too (e.g. a phase below its minimum).
+            check_profile(
+                profile,
+                self.config.safety,
+                caps.speed_range if caps else None,
+                caps.incline_range if caps and caps.can_set_incline else None,
+            )
         except ProfileError as exc:
             raise CommandError(str(exc)) from None
         return profile

@@ -6,12 +6,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from pathlib import Path
 
 from retrotread.clock import Clock, RealClock, ScaledClock
-from retrotread.config import DEFAULT_PATH, Config, load_config
+from retrotread.config import DEFAULT_PATH, Config, find_config_path, load_config
 from retrotread.errors import ConfigError, RetrotreadError
 from retrotread.link.transport import GattTransport
 from retrotread.service.app import Daemon
@@ -40,13 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_config(path: Path | None) -> Config:
     """-c FILE, else $RETROTREAD_CONFIG, else /etc/retrotread/config.toml if it exists."""
-    if path is None:
-        env = os.environ.get("RETROTREAD_CONFIG")
-        if env:
-            path = Path(env)
-        elif DEFAULT_PATH.exists():
-            path = DEFAULT_PATH
-    return load_config(path)
+    return load_config(find_config_path(path))
 
 
 def make_clock(speedup: float, simulate: bool) -> Clock:

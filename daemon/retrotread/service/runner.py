@@ -287,7 +287,10 @@ class SessionRunner:
 
     async def pause(self) -> None:
         s = self._require("pause")
-        if s.step is not None and s.step.state in ("paused", "turning"):
+        # A turn with a turn speed keeps the belt moving: that one can still be paused.
+        if s.step is not None and (
+            s.step.state == "paused" or (s.step.state == "turning" and s.belt != "running")
+        ):
             raise RunnerError("already paused")
         s.engine.pause(self.clock.monotonic())
         await self._apply_now(s)
@@ -661,7 +664,7 @@ class SessionRunner:
             return
         s.overridden.add(q)
         s.overrides += 1
-        s.engine.override(q)
+        s.engine.override(q, actual=value)
         self._watch[q].reset()
         unit = "km/h" if q == "speed" else "%"
         self.event(
