@@ -286,3 +286,20 @@ async def test_shutdown_stops_the_belt_and_closes_the_log(tmp_path: Path) -> Non
         log = read_session(r.runner.last_log)  # type: ignore[arg-type]
         assert log.outcome == "stopped"
         assert "shutting down" in log.footer["summary"]["message"]  # type: ignore[index]
+
+
+async def test_pause_during_a_slow_turn_stops_the_belt(tmp_path: Path) -> None:
+    p = profile(phase("fwd", 2.0, 40, 30), phase("back", 1.5, 40, 20, direction="backward"))
+    async with run_rig(tmp_path, turn_speed_kmh=0.8) as r:
+        await r.call(r.runner.start(p))
+        await r.until(lambda: r.runner.state_name() == "turning", 100)
+        await r.clock.advance(5)
+        assert r.sim.state == "running"  # slowing to the turn speed, not paused
+        await r.call(r.runner.pause())
+        await r.clock.advance(10)
+        assert r.sim.writes[-1] == b"\x08\x02"
+        assert r.sim.state == "paused"
+        assert r.sim.speed_kmh == 0.0
+        with pytest.raises(RunnerError, match="already paused"):
+            await r.call(r.runner.pause())
+        await r.call(r.runner.stop())
