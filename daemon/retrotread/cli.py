@@ -34,7 +34,12 @@ COMMANDS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the subcommand named in ``argv`` has its module imported.
+
+    ``retrotread decode ...`` must not pay for importing bleak, aiomqtt and pydantic, so the
+    other subcommands get a bare parser that is enough for ``retrotread --help``.
+    """
     parser = argparse.ArgumentParser(
         prog="retrotread",
         description="Programmed backward walking on a Bluetooth FTMS treadmill.",
@@ -47,10 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="logging threshold on stderr (default WARNING)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    args = list(argv) if argv is not None else []
+    chosen = next((a for a in args if a in COMMANDS), None)
     for name, spec in COMMANDS.items():
-        module = importlib.import_module(spec[0])
         help_text = spec[1]
         p = sub.add_parser(name, help=help_text, description=help_text)
+        if argv is not None and name != chosen:
+            continue
+        module = importlib.import_module(spec[0])
         # A module serving several subcommands names them: add_<x>_arguments / run_<x>.
         suffix = f"_{spec[2]}" if len(spec) == 3 else ""
         getattr(module, f"add{suffix}_arguments")(p)
@@ -59,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     from retrotread.logs import setup_logging
 

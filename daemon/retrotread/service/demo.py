@@ -19,15 +19,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrotread.clock import RealClock, ScaledClock
-from retrotread.config import Config, MqttConfig, SessionsConfig
 from retrotread.errors import RetrotreadError
-from retrotread.link.transport import GattTransport
-from retrotread.service.app import Daemon
 from retrotread.service.progress import Progress, fmt_time
-from retrotread.sim.treadmill import SimTreadmill
+
+if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep that cheap
+    from retrotread.link.transport import GattTransport
+    from retrotread.sim.treadmill import SimTreadmill
 
 
 class DemoError(RetrotreadError):
@@ -173,6 +173,10 @@ async def _transport(
 
 
 async def _demo(args: argparse.Namespace) -> int:
+    from retrotread.config import Config, MqttConfig, SessionsConfig
+    from retrotread.service.app import Daemon
+    from retrotread.sim.treadmill import SimTreadmill
+
     clock = ScaledClock(args.speedup) if args.speedup != 1.0 else RealClock()
     sessions = args.sessions_dir or default_demo_dir()
     with tempfile.TemporaryDirectory(prefix="retrotread-demo-") as tmp:

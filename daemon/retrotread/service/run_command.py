@@ -8,21 +8,26 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from retrotread.clock import Clock, RealClock, ScaledClock
-from retrotread.config import DEFAULT_PATH, Config, find_config_path, load_config
 from retrotread.errors import ConfigError, RetrotreadError
-from retrotread.link.transport import GattTransport
-from retrotread.service.app import Daemon
 from retrotread.service.progress import Progress, fmt_time
-from retrotread.sim.treadmill import SimTreadmill
+
+if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep that cheap
+    from retrotread.config import Config
+    from retrotread.link.transport import GattTransport
+    from retrotread.sim.treadmill import SimTreadmill
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-c", "--config", type=Path, help=f"config file (default {DEFAULT_PATH} if present)"
+        "-c",
+        "--config",
+        type=Path,
+        help="config file (default /etc/retrotread/config.toml if present)",
     )
     parser.add_argument(
         "--simulate", action="store_true", help="use the built-in simulated treadmill"
@@ -39,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_config(path: Path | None) -> Config:
     """-c FILE, else $RETROTREAD_CONFIG, else /etc/retrotread/config.toml if it exists."""
+    from retrotread.config import find_config_path, load_config
+
     return load_config(find_config_path(path))
 
 
@@ -61,6 +68,8 @@ def scale_watchdog(config: Config, speedup: float) -> None:
 
 
 def make_transport(config: Config, simulate: bool) -> tuple[GattTransport, SimTreadmill | None]:
+    from retrotread.sim.treadmill import SimTreadmill
+
     if simulate:
         from retrotread.link.inprocess import InProcessTransport
 
@@ -101,6 +110,7 @@ def _signals(stop: asyncio.Event) -> None:
 
 async def serve(config: Config, clock: Clock, simulate: bool, mqtt: bool) -> int:
     """The home service: runs until SIGTERM/SIGINT."""
+    from retrotread.service.app import Daemon
     from retrotread.service.notify import SystemdNotifier
 
     transport, sim = make_transport(config, simulate)
@@ -128,6 +138,8 @@ async def serve(config: Config, clock: Clock, simulate: bool, mqtt: bool) -> int
 
 async def run_profile(config: Config, clock: Clock, name: str, simulate: bool, mqtt: bool) -> int:
     """Run one profile in the terminal with a live display; print the log's path."""
+    from retrotread.service.app import Daemon
+
     transport, sim = make_transport(config, simulate)
     # Nobody is at an MQTT phone to send resume after a turn: count down instead.
     countdown = config.treadmill.turn_countdown_s or 10.0
