@@ -1,515 +1,1194 @@
 """The fake BlueZ: BlueZ's D-Bus face on a private bus, serving simulated peripherals.
 
 bleak's Linux backend talks to BlueZ only over D-Bus (BLESIM.md), so answering its calls
-with the objects BlueZ would export makes a simulated treadmill a BLE peripheral as far as
-bleak, and the daemon's real BLE code, can tell. Served here: ObjectManager, Properties,
-Adapter1 (discovery), Device1 (connect, disconnect), GattService1, GattCharacteristic1
-(read, write, StartNotify/StopNotify) and GattDescriptor1. Not served: AcquireNotify,
-pairing, MTU exchange, advertisement monitors.
+with the objects BlueZ exports makes a simulated peripheral (``sim.gatt.Peripheral``) a BLE
+device as far as bleak, and the daemon's real BLE code, can tell.
+
+Served, as BlueZ 5.66+ does: the ObjectManager at ``/``; ``org.bluez.Adapter1`` at
+``/org/bluez/hci0`` (per-client discovery sessions and filters); per peripheral a
+``Device1`` (exported when a scan first sees it), and while it is connected its
+``GattService1``/``GattCharacteristic1``/``GattDescriptor1`` objects (the CCCD, 0x2902);
+ReadValue, WriteValue, StartNotify/StopNotify, AcquireNotify; link loss; BlueZ's error
+names and texts. Not served: pairing (Pair only connects), MTU exchange, AcquireWrite,
+advertisement monitors, BR/EDR, the GATT cache, passive scanning.
+
+Usage::
+
+    fake = FakeBlueZ()
+    fake.add_peripheral(toy)
+    await fake.start(bus.address)      # or: async with FakeBlueZ(bus_address=...) as fake
+    ...
+    fake.drop_link(toy.address)        # link-level knobs: set_advertising, fail_next_connect
+    await fake.stop()
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+import socket
+from collections import Counter
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from dbus_fast import BusType, Message, MessageType, Variant
+from dbus_fast import (
+    BusType,
+    DBusError,
+    Message,
+    MessageType,
+    NameFlag,
+    PropertyAccess,
+    RequestNameReply,
+    Variant,
+)
 from dbus_fast.aio import MessageBus
+from dbus_fast.annotations import (
+    DBusBool,
+    DBusBytes,
+    DBusDict,
+    DBusInt16,
+    DBusObjectPath,
+    DBusSignature,
+    DBusStr,
+    DBusUInt16,
+    DBusUInt32,
+)
+from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
-from retrotread.errors import AttError
+from retrotread.errors import AttError, RetrotreadError
 from retrotread.ftms import uuids
-from retrotread.sim.gatt import Advertisement, ConnectRefused, Peripheral, Subscription
+from retrotread.sim.gatt import (
+    Advertisement,
+    ConnectRefused,
+    GattCharacteristic,
+    GattService,
+    Peripheral,
+    Subscription,
+)
 
 log = logging.getLogger(__name__)
 
+BLUEZ_SERVICE = "org.bluez"
 ADAPTER_PATH = "/org/bluez/hci0"
-OM = "org.freedesktop.DBus.ObjectManager"
-PROPS = "org.freedesktop.DBus.Properties"
-ADAPTER = "org.bluez.Adapter1"
-DEVICE = "org.bluez.Device1"
-SERVICE = "org.bluez.GattService1"
-CHAR = "org.bluez.GattCharacteristic1"
-DESC = "org.bluez.GattDescriptor1"
-ERR = "org.bluez.Error."
+ADAPTER_IFACE = "org.bluez.Adapter1"
+DEVICE_IFACE = "org.bluez.Device1"
+SERVICE_IFACE = "org.bluez.GattService1"
+CHAR_IFACE = "org.bluez.GattCharacteristic1"
+DESC_IFACE = "org.bluez.GattDescriptor1"
+PROPS_IFACE = "org.freedesktop.DBus.Properties"
+ERROR = "org.bluez.Error."
+ERROR_FAILED = ERROR + "Failed"
+UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
 
-Props = dict[str, Variant]
+# Device1.Connect failure reasons as BlueZ words them (src/error.h). bleak treats the
+# first specially: BlueZ had connected, so bleak waits for Connected to go false, then retries.
+LE_ABORT_BY_LOCAL = "le-connection-abort-by-local"
+LE_ABORT_BY_REMOTE = "le-connection-abort-by-remote"
+LE_TIMEOUT = "le-connection-timeout"
+
+DEFAULT_ADAPTER_ADDRESS = "00:1A:7D:DA:71:13"
+ABSENT_POLL_S = 0.02
+# Announcements soon after StartDiscovery, before the steady interval: a real radio hears
+# a device many times a second, and bleak's find_device_by_*() start listening only after
+# the StartDiscovery reply.
+QUICK_REPEATS_S = (0.02, 0.05, 0.1)
+
+DBusStrList = Annotated[list[str], DBusSignature("as")]
+DBusPathList = Annotated[list[str], DBusSignature("ao")]
+DBusByteKeyedData = Annotated[dict[int, Variant], DBusSignature("a{qv}")]
+DBusFdAndMtu = Annotated[list[int], DBusSignature("hq")]
+# A method with no reply values: under PEP 563 a bare "-> None" reads as signature None.
+DBusVoid = Annotated[None, DBusSignature("")]
+
+AddressType = Literal["public", "random"]
 
 
 def device_path(address: str) -> str:
+    """BlueZ's object path for a device: ``/org/bluez/hci0/dev_C0_FF_EE_00_00_01``."""
     return f"{ADAPTER_PATH}/dev_{address.upper().replace(':', '_')}"
 
 
-def _att_error(exc: AttError) -> tuple[str, str]:
-    """The error BlueZ sends for an ATT error (what bleak's assert_gatt_reply expects)."""
-    if exc.code == 0xFD:
-        return ERR + "ImproperlyConfigured", "CCC Improperly Configured"
-    if exc.code == 0x02:
-        return ERR + "NotPermitted", "Read not permitted"
-    if exc.code == 0x03:
-        return ERR + "NotPermitted", "Write not permitted"
-    if exc.code == 0x06:
-        return ERR + "NotSupported", "Request not supported"
-    return ERR + "Failed", f"Operation failed with ATT error: 0x{exc.code:02x}"
+def att_error_reply(code: int) -> DBusError:
+    """The D-Bus error BlueZ answers a GATT request with when the peer sent ATT error ``code``.
+
+    Mirrors ``create_gatt_dbus_error()`` in BlueZ's src/gatt-client.c. bleak 3.1 turns all
+    but "Not paired" back into ``BleakGATTProtocolError`` with the code (``.code``); codes
+    without a name of their own, 0xFD and 0xFE among them, travel as text in ``Failed``.
+    """
+    if code == 0x02:
+        return DBusError(ERROR + "NotPermitted", "Read not permitted")
+    if code == 0x03:
+        return DBusError(ERROR + "NotPermitted", "Write not permitted")
+    if code in (0x05, 0x0C, 0x0F):
+        return DBusError(ERROR + "NotPermitted", "Not paired")
+    if code == 0x07:
+        return DBusError(ERROR + "InvalidArguments", "Invalid offset")
+    if code == 0x0D:
+        return DBusError(ERROR + "InvalidArguments", "Invalid Length")
+    if code == 0x08:
+        return DBusError(ERROR + "NotAuthorized", "Operation Not Authorized")
+    if code == 0x06:
+        return DBusError(ERROR + "NotSupported", "Operation is not supported")
+    if code == 0:
+        return DBusError(ERROR_FAILED, "Operation failed")
+    return DBusError(ERROR_FAILED, f"Operation failed with ATT error: 0x{code:02x}")
 
 
-@dataclass
-class _Char:
-    path: str
-    uuid: str
-    flags: list[str]
-    notifying: bool = False
-    value: bytes = b""
+def _bluez_error(name: str, text: str) -> DBusError:
+    return DBusError(ERROR + name, text)
 
 
-@dataclass
-class _Device:
-    peripheral: Peripheral
-    path: str
-    exported: bool = False
-    connected: bool = False
-    chars: dict[str, _Char] = field(default_factory=dict)  # by path
-    gatt_paths: list[str] = field(default_factory=list)
-    fail_next_connect: str | None = None
-    rssi_tick: int = 0
+def _not_connected() -> DBusError:
+    return _bluez_error("NotConnected", "Not Connected")
+
+
+class FakeBlueZError(RetrotreadError):
+    """The fake BlueZ could not be served (e.g. ``org.bluez`` is already owned on the bus)."""
+
+
+@dataclass(frozen=True)
+class _Filter:
+    """One client's discovery filter (Adapter1.SetDiscoveryFilter): UUIDs and RSSI only."""
+
+    uuids: frozenset[str] | None = None
+    rssi: int | None = None
+
+    @staticmethod
+    def parse(options: dict[str, Variant]) -> _Filter:
+        uuid_list = options.get("UUIDs")
+        rssi = options.get("RSSI")
+        return _Filter(
+            frozenset(str(u).lower() for u in uuid_list.value) if uuid_list is not None else None,
+            int(rssi.value) if rssi is not None else None,
+        )
+
+    def accepts(self, adv: Advertisement) -> bool:
+        if self.uuids is not None and self.uuids.isdisjoint(u.lower() for u in adv.service_uuids):
+            return False
+        return self.rssi is None or adv.rssi >= self.rssi
+
+
+class _Props(ServiceInterface):
+    """A ServiceInterface whose D-Bus property values live in ``values``, keyed by name."""
+
+    def __init__(self, name: str, path: str, values: dict[str, Any]) -> None:
+        super().__init__(name)
+        self.path = path
+        self.values = values
+
+    def update(self, changes: dict[str, Any], *, always: bool = False) -> None:
+        """Set values and signal PropertiesChanged for those that changed (all if ``always``)."""
+        changed = {k: v for k, v in changes.items() if always or self.values.get(k) != v}
+        self.values.update(changes)
+        if changed:
+            self.emit_properties_changed(changed)
+
+
+# ---------------------------------------------------------------------------- Adapter1
+
+
+class _Adapter(_Props):
+    def __init__(self, fake: FakeBlueZ) -> None:
+        super().__init__(
+            ADAPTER_IFACE,
+            ADAPTER_PATH,
+            {"Address": fake.adapter_address, "Name": "retrotread-fake", "Discovering": False},
+        )
+        self._fake = fake
+
+    @dbus_property(PropertyAccess.READ, name="Address")
+    def address(self) -> DBusStr:
+        return str(self.values["Address"])
+
+    @dbus_property(PropertyAccess.READ, name="AddressType")
+    def address_type(self) -> DBusStr:
+        return "public"
+
+    @dbus_property(PropertyAccess.READ, name="Name")
+    def name_(self) -> DBusStr:
+        return str(self.values["Name"])
+
+    @dbus_property(PropertyAccess.READ, name="Alias")
+    def alias(self) -> DBusStr:
+        return str(self.values["Name"])
+
+    @dbus_property(PropertyAccess.READ, name="Class")
+    def class_(self) -> DBusUInt32:
+        return 0
+
+    @dbus_property(PropertyAccess.READ, name="Powered")
+    def powered(self) -> DBusBool:
+        return True
+
+    @dbus_property(PropertyAccess.READ, name="Discoverable")
+    def discoverable(self) -> DBusBool:
+        return False
+
+    @dbus_property(PropertyAccess.READ, name="Pairable")
+    def pairable(self) -> DBusBool:
+        return False
+
+    @dbus_property(PropertyAccess.READ, name="Discovering")
+    def discovering(self) -> DBusBool:
+        return bool(self.values["Discovering"])
+
+    @dbus_property(PropertyAccess.READ, name="UUIDs")
+    def uuids(self) -> DBusStrList:
+        return []
+
+    # bleak picks the first adapter whose Roles has "central" and that is Powered; a
+    # missing Roles is a KeyError inside bleak (BLESIM.md).
+    @dbus_property(PropertyAccess.READ, name="Roles")
+    def roles(self) -> DBusStrList:
+        return ["central", "peripheral"]
+
+    @dbus_method(name="SetDiscoveryFilter")
+    def set_discovery_filter(self, options: DBusDict) -> DBusVoid:
+        self._fake._set_discovery_filter(options)
+
+    @dbus_method(name="StartDiscovery")
+    def start_discovery(self) -> DBusVoid:
+        self._fake._start_discovery()
+
+    @dbus_method(name="StopDiscovery")
+    def stop_discovery(self) -> DBusVoid:
+        self._fake._stop_discovery()
+
+    @dbus_method(name="RemoveDevice")
+    def remove_device(self, device: DBusObjectPath) -> DBusVoid:
+        self._fake._remove_device(device)
+
+    @dbus_method(name="GetDiscoveryFilters")
+    def get_discovery_filters(self) -> DBusStrList:
+        return ["UUIDs", "RSSI", "Pathloss", "Transport", "DuplicateData", "Discoverable"]
+
+
+# ---------------------------------------------------------------------------- Device1
+
+
+def _advertised_values(address: str, adv: Advertisement) -> dict[str, Any]:
+    # Without a name BlueZ makes the Alias from the address; bleak maps that back to None.
+    name = adv.local_name
+    return {
+        "Name": name,
+        "Alias": name or address.replace(":", "-"),
+        "UUIDs": [u.lower() for u in adv.service_uuids],
+        "RSSI": adv.rssi,
+        "TxPower": adv.tx_power if adv.tx_power is not None else 0,
+        "ManufacturerData": {k: Variant("ay", bytes(v)) for k, v in adv.manufacturer_data.items()},
+        "ServiceData": {k.lower(): Variant("ay", bytes(v)) for k, v in adv.service_data.items()},
+    }
+
+
+class _Device(_Props):
+    def __init__(self, link: _Link, adv: Advertisement) -> None:
+        values = {
+            "Address": link.address,
+            "AddressType": link.address_type,
+            "Paired": False,
+            "Bonded": False,
+            "Trusted": False,
+            "Connected": False,
+            "ServicesResolved": False,
+            **_advertised_values(link.address, adv),
+        }
+        super().__init__(DEVICE_IFACE, link.path, values)
+        self._link = link
+
+    def advertised(self, adv: Advertisement) -> None:
+        """A fresh advertisement: changed fields are signalled, RSSI always (a new reading)."""
+        values = _advertised_values(self._link.address, adv)
+        rssi = values.pop("RSSI")
+        self.update(values)
+        self.update({"RSSI": rssi}, always=True)
+
+    @dbus_property(PropertyAccess.READ, name="Address")
+    def address(self) -> DBusStr:
+        return str(self.values["Address"])
+
+    @dbus_property(PropertyAccess.READ, name="AddressType")
+    def address_type(self) -> DBusStr:
+        return str(self.values["AddressType"])
+
+    @dbus_property(PropertyAccess.READ, name="Name")
+    def name_(self) -> DBusStr:
+        return str(self.values["Name"])
+
+    @dbus_property(PropertyAccess.READ, name="Alias")
+    def alias(self) -> DBusStr:
+        return str(self.values["Alias"])
+
+    @dbus_property(PropertyAccess.READ, name="Adapter")
+    def adapter(self) -> DBusObjectPath:
+        return ADAPTER_PATH
+
+    @dbus_property(PropertyAccess.READ, name="Paired")
+    def paired(self) -> DBusBool:
+        return bool(self.values["Paired"])
+
+    @dbus_property(PropertyAccess.READ, name="Bonded")
+    def bonded(self) -> DBusBool:
+        return bool(self.values["Bonded"])
+
+    # Writable: bleak's connect(pair=True) sets Trusted before calling Pair.
+    @dbus_property(name="Trusted")
+    def trusted(self) -> DBusBool:
+        return bool(self.values["Trusted"])
+
+    @trusted.setter
+    def _set_trusted(self, value: DBusBool) -> None:
+        self.update({"Trusted": bool(value)})
+
+    @dbus_property(PropertyAccess.READ, name="Blocked")
+    def blocked(self) -> DBusBool:
+        return False
+
+    @dbus_property(PropertyAccess.READ, name="LegacyPairing")
+    def legacy_pairing(self) -> DBusBool:
+        return False
+
+    @dbus_property(PropertyAccess.READ, name="Connected")
+    def connected(self) -> DBusBool:
+        return bool(self.values["Connected"])
+
+    @dbus_property(PropertyAccess.READ, name="ServicesResolved")
+    def services_resolved(self) -> DBusBool:
+        return bool(self.values["ServicesResolved"])
+
+    @dbus_property(PropertyAccess.READ, name="UUIDs")
+    def uuids(self) -> DBusStrList:
+        return list(self.values["UUIDs"])
+
+    @dbus_property(PropertyAccess.READ, name="RSSI")
+    def rssi(self) -> DBusInt16:
+        return int(self.values["RSSI"])
+
+    @dbus_property(PropertyAccess.READ, name="ManufacturerData")
+    def manufacturer_data(self) -> DBusByteKeyedData:
+        return dict(self.values["ManufacturerData"])
+
+    @dbus_property(PropertyAccess.READ, name="ServiceData")
+    def service_data(self) -> DBusDict:
+        return dict(self.values["ServiceData"])
+
+    @dbus_method(name="Connect")
+    async def connect(self) -> DBusVoid:
+        await self._link.connect()
+
+    @dbus_method(name="Disconnect")
+    def disconnect(self) -> DBusVoid:
+        self._link.disconnect()
+
+    @dbus_method(name="Pair")
+    async def pair(self) -> DBusVoid:
+        # No pairing here (BLESIM.md fidelity limits): Pair connects, as BlueZ's does first,
+        # and reports the device bonded.
+        await self._link.connect()
+        self.update({"Paired": True, "Bonded": True})
+
+    @dbus_method(name="CancelPairing")
+    def cancel_pairing(self) -> DBusVoid:
+        raise _bluez_error("DoesNotExist", "Does Not Exist")
+
+
+class _DeviceWithTxPower(_Device):
+    """BlueZ has TxPower only when the advertisement carried it; bleak reads it as None else."""
+
+    @dbus_property(PropertyAccess.READ, name="TxPower")
+    def tx_power(self) -> DBusInt16:
+        return int(self.values["TxPower"])
+
+
+# ---------------------------------------------------------------------------- GATT
+
+
+class _GattService(_Props):
+    def __init__(self, path: str, service: GattService, device: str, handle: int) -> None:
+        super().__init__(
+            SERVICE_IFACE,
+            path,
+            {"UUID": service.uuid.lower(), "Primary": service.primary, "Device": device},
+        )
+        self.handle = handle
+
+    @dbus_property(PropertyAccess.READ, name="UUID")
+    def uuid(self) -> DBusStr:
+        return str(self.values["UUID"])
+
+    @dbus_property(PropertyAccess.READ, name="Primary")
+    def primary(self) -> DBusBool:
+        return bool(self.values["Primary"])
+
+    @dbus_property(PropertyAccess.READ, name="Device")
+    def device(self) -> DBusObjectPath:
+        return str(self.values["Device"])
+
+    @dbus_property(PropertyAccess.READ, name="Includes")
+    def includes(self) -> DBusPathList:
+        return []
+
+    @dbus_property(PropertyAccess.READ, name="Handle")
+    def handle_(self) -> DBusUInt16:
+        return self.handle
+
+
+class _GattChar(_Props):
+    def __init__(
+        self, link: _Link, path: str, char: GattCharacteristic, service: str, handle: int
+    ) -> None:
+        super().__init__(
+            CHAR_IFACE,
+            path,
+            {
+                "UUID": char.uuid.lower(),
+                "Service": service,
+                "Value": b"",
+                "Notifying": False,
+                "NotifyAcquired": False,
+                "Flags": list(char.properties),
+            },
+        )
+        self.link = link
+        self.uuid_ = char.uuid.lower()
+        self.flags = frozenset(char.properties)
+        self.handle = handle
+        self.sessions: set[str] = set()  # D-Bus clients that called StartNotify
+        self.acquired: socket.socket | None = None  # our end of an AcquireNotify socket
+
+    @property
+    def mode(self) -> Subscription:
+        """What StartNotify writes to the CCCD: notify when the char can, else indicate."""
+        return "notify" if "notify" in self.flags else "indicate"
+
+    @property
+    def subscription(self) -> Subscription:
+        return self.mode if self.sessions or self.acquired is not None else "off"
+
+    def deliver(self, value: bytes) -> None:
+        """A notification or indication from the peripheral, to whoever subscribed."""
+        if self.acquired is not None:
+            try:
+                self.acquired.send(value)
+            except BlockingIOError:
+                log.debug("fake BlueZ: %s: AcquireNotify socket full, value dropped", self.path)
+            except OSError:
+                self.release_acquired(unsubscribe=True)
+        if self.sessions:
+            self.update({"Value": bytes(value)}, always=True)
+
+    # -- D-Bus surface
+
+    @dbus_property(PropertyAccess.READ, name="UUID")
+    def uuid(self) -> DBusStr:
+        return str(self.values["UUID"])
+
+    @dbus_property(PropertyAccess.READ, name="Service")
+    def service(self) -> DBusObjectPath:
+        return str(self.values["Service"])
+
+    @dbus_property(PropertyAccess.READ, name="Value")
+    def value(self) -> DBusBytes:
+        return bytes(self.values["Value"])
+
+    @dbus_property(PropertyAccess.READ, name="Notifying")
+    def notifying(self) -> DBusBool:
+        return bool(self.values["Notifying"])
+
+    @dbus_property(PropertyAccess.READ, name="Flags")
+    def flags_(self) -> DBusStrList:
+        return list(self.values["Flags"])
+
+    @dbus_property(PropertyAccess.READ, name="MTU")
+    def mtu(self) -> DBusUInt16:
+        return self.link.fake.mtu
+
+    @dbus_property(PropertyAccess.READ, name="Handle")
+    def handle_(self) -> DBusUInt16:
+        return self.handle
+
+    @dbus_method(name="ReadValue")
+    def read_value(self, options: DBusDict) -> DBusBytes:
+        link = self.link.require_connected()
+        try:
+            value = bytes(link.peripheral.read(self.uuid_))
+        except AttError as exc:
+            raise att_error_reply(exc.code) from None
+        # BlueZ stores every value read and signals it as a change, so a read of a
+        # characteristic the client has StartNotify'd on reaches bleak's notification
+        # callback too (BLESIM.md: the real quirk, reproduced).
+        self.update({"Value": value}, always=True)
+        return value
+
+    @dbus_method(name="WriteValue")
+    def write_value(self, value: DBusBytes, options: DBusDict) -> DBusVoid:
+        link = self.link.require_connected()
+        kind = options["type"].value if "type" in options else None
+        # BlueZ: a write request needs "write", a command "write-without-response";
+        # with no type it prefers the request (gatt-client.c characteristic_write_value).
+        if kind in (None, "request", "reliable") and "write" in self.flags:
+            with_response = True
+        elif kind in (None, "command") and "write-without-response" in self.flags:
+            with_response = False
+        else:
+            raise _bluez_error("NotSupported", "Operation is not supported")
+        try:
+            link.peripheral.write(self.uuid_, bytes(value), with_response)
+        except AttError as exc:
+            if with_response:
+                raise att_error_reply(exc.code) from None
+            # A Write Command has no ATT response: the error never reaches the client.
+            log.debug("fake BlueZ: write command to %s refused: %s", self.uuid_, exc)
+
+    @dbus_method(name="StartNotify")
+    def start_notify(self) -> DBusVoid:
+        link = self.link.require_connected()
+        if "notify" not in self.flags and "indicate" not in self.flags:
+            raise _bluez_error("NotSupported", "Operation is not supported")
+        if self.acquired is not None:
+            raise _bluez_error("NotPermitted", "Notify acquired")
+        sender = link.fake.caller
+        if not self.sessions:
+            link.subscribe(self.uuid_, self.mode)
+        self.sessions.add(sender)
+        self.update({"Notifying": True})
+
+    @dbus_method(name="StopNotify")
+    def stop_notify(self) -> DBusVoid:
+        self.link.require_connected()
+        sender = self.link.fake.caller
+        if sender not in self.sessions:
+            raise _bluez_error("Failed", "No notify session started")
+        self.end_session(sender)
+
+    def end_session(self, sender: str) -> None:
+        """One client's StartNotify ends; the CCCD is written off when it was the last."""
+        self.sessions.discard(sender)
+        if not self.sessions:
+            if self.acquired is None and self.link.connected:
+                self.link.unsubscribe(self.uuid_)
+            self.update({"Notifying": False})
+
+    def release_acquired(self, *, unsubscribe: bool) -> None:
+        """Close our end of the AcquireNotify socket (the central's read sees EOF)."""
+        sock, self.acquired = self.acquired, None
+        if sock is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop may already be closed
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+        sock.close()
+        if unsubscribe:
+            if not self.sessions and self.link.connected:
+                self.link.unsubscribe(self.uuid_)
+            self.update({"NotifyAcquired": False})
+
+
+class _NotifyingChar(_GattChar):
+    """A characteristic that can notify or indicate: it also has AcquireNotify.
+
+    BlueZ has the NotifyAcquired property only on such characteristics, and bleak offers
+    AcquireNotify (``bluez={"use_start_notify": False}``) only when the property is there.
+    """
+
+    @dbus_property(PropertyAccess.READ, name="NotifyAcquired")
+    def notify_acquired(self) -> DBusBool:
+        return bool(self.values["NotifyAcquired"])
+
+    @dbus_method(name="AcquireNotify")
+    def acquire_notify(self, options: DBusDict) -> DBusFdAndMtu:
+        link = self.link.require_connected()
+        if self.acquired is not None:
+            raise _bluez_error("NotPermitted", "Notify acquired")
+        if self.sessions:
+            raise _bluez_error("InProgress", "In Progress")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            link.subscribe(self.uuid_, self.mode)
+        except BaseException:
+            ours.close()
+            theirs.close()
+            raise
+        ours.setblocking(False)
+        self.acquired = ours
+        loop = asyncio.get_running_loop()
+        loop.add_reader(ours.fileno(), self._acquired_readable)
+        # dbus-fast writes the reply (and passes the fd) later, from its writer; our copy
+        # of the central's end may only be closed after that (BLESIM.md), see below.
+        loop.call_soon(self._after_acquire_reply, theirs)
+        return [theirs.fileno(), link.fake.mtu]
+
+    def _after_acquire_reply(self, theirs: socket.socket) -> None:
+        # The reply was queued before this ran and dbus-fast writes in order, so once this
+        # NotifyAcquired signal is written the fd has gone out with the reply.
+        self.values["NotifyAcquired"] = True
+        signal = Message.new_signal(
+            self.path,
+            PROPS_IFACE,
+            "PropertiesChanged",
+            "sa{sv}as",
+            [CHAR_IFACE, {"NotifyAcquired": Variant("b", True)}, []],
+        )
+        sent = self.link.fake.send(signal)
+        if sent is None:
+            theirs.close()
+        else:
+            sent.add_done_callback(lambda _: theirs.close())
+
+    def _acquired_readable(self) -> None:
+        # The central never writes on this socket: readable means it closed its end
+        # (bleak's stop_notify closes the fd), which BlueZ takes as "notifications off".
+        sock = self.acquired
+        if sock is None:
+            return
+        try:
+            data = sock.recv(1)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.release_acquired(unsubscribe=True)
+
+
+class _GattDescriptor(_Props):
+    """The Client Characteristic Configuration descriptor (0x2902) of a notifying char."""
+
+    def __init__(self, char: _GattChar, path: str, handle: int) -> None:
+        super().__init__(
+            DESC_IFACE,
+            path,
+            {"UUID": uuids.CCCD, "Characteristic": char.path, "Value": b""},
+        )
+        self._char = char
+        self.handle = handle
+
+    @dbus_property(PropertyAccess.READ, name="UUID")
+    def uuid(self) -> DBusStr:
+        return str(self.values["UUID"])
+
+    @dbus_property(PropertyAccess.READ, name="Characteristic")
+    def characteristic(self) -> DBusObjectPath:
+        return str(self.values["Characteristic"])
+
+    @dbus_property(PropertyAccess.READ, name="Value")
+    def value(self) -> DBusBytes:
+        return bytes(self.values["Value"])
+
+    @dbus_property(PropertyAccess.READ, name="Handle")
+    def handle_(self) -> DBusUInt16:
+        return self.handle
+
+    @dbus_method(name="ReadValue")
+    def read_value(self, options: DBusDict) -> DBusBytes:
+        self._char.link.require_connected()
+        bits = {"off": 0, "notify": 1, "indicate": 2}[self._char.subscription]
+        value = bytes([bits, 0])
+        self.update({"Value": value}, always=True)
+        return value
+
+    @dbus_method(name="WriteValue")
+    def write_value(self, value: DBusBytes, options: DBusDict) -> DBusVoid:
+        # BlueZ refuses CCCD writes over D-Bus: StartNotify/StopNotify own the CCCD.
+        raise _bluez_error("NotPermitted", "Write not permitted")
+
+
+# ---------------------------------------------------------------------------- one link
+
+
+class _Link:
+    """One peripheral as BlueZ sees it: its Device1 object and, while connected, its GATT."""
+
+    def __init__(self, fake: FakeBlueZ, peripheral: Peripheral, address_type: AddressType) -> None:
+        self.fake = fake
+        self.peripheral = peripheral
+        self.address = peripheral.address.upper()
+        self.address_type: AddressType = address_type
+        self.path = device_path(self.address)
+        self.device: _Device | None = None  # exported once a scan has seen it
+        self.connected = False
+        self.in_range = True  # link-level knob: set_advertising()
+        self.fail_next: tuple[str, str] | None = None
+        self.connect_task: asyncio.Task[Any] | None = None  # a Connect waiting for the device
+        self.chars: list[_GattChar] = []
+        self.by_uuid: dict[str, _GattChar] = {}
+        self.gatt: list[_Props] = []
+        self.generation = 0  # which connection a peripheral's sink belongs to
+
+    def advertisement(self) -> Advertisement | None:
+        return self.peripheral.advertisement() if self.in_range else None
+
+    def require_connected(self) -> _Link:
+        if not self.connected:
+            raise _not_connected()
+        return self
+
+    def subscribe(self, uuid: str, mode: Subscription) -> None:
+        try:
+            self.peripheral.subscribe(uuid, mode)
+        except AttError as exc:
+            raise att_error_reply(exc.code) from None
+
+    def unsubscribe(self, uuid: str) -> None:
+        try:
+            self.peripheral.subscribe(uuid, "off")
+        except AttError as exc:
+            log.debug("fake BlueZ: %s: CCCD off refused: %s", uuid, exc)
+
+    # -- discovery
+
+    def announce(self, adv: Advertisement) -> None:
+        if self.device is None:
+            cls = _DeviceWithTxPower if adv.tx_power is not None else _Device
+            self.device = cls(self, adv)
+            self.fake.export(self.device)  # InterfacesAdded: what a scanner reports
+        else:
+            self.device.advertised(adv)
+
+    def forget(self) -> None:
+        """Adapter1.RemoveDevice / remove_peripheral: disconnect, then drop the object."""
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+        if self.connected:
+            self._peripheral_disconnect()
+            self.link_down()
+        if self.device is not None:
+            self.fake.unexport(self.device)
+            self.device = None
+
+    # -- connection
+
+    async def connect(self) -> None:
+        if self.connected:
+            return
+        if self.connect_task is not None:
+            raise _bluez_error("InProgress", "In Progress")
+        device = self.device
+        assert device is not None  # calls to unexported paths never get here
+        if self.fail_next is not None:
+            (name, text), self.fail_next = self.fail_next, None
+            if name == ERROR_FAILED and text == LE_ABORT_BY_LOCAL:
+                # BlueZ had connected when this happens, so bleak waits for Connected to
+                # go false before it retries (bleak's BlueZ client): give it both edges.
+                device.update({"Connected": True})
+                device.update({"Connected": False})
+            raise DBusError(name, text)
+        if self.advertisement() is None:
+            self.connect_task = asyncio.current_task()
+            try:
+                await self._wait_until_advertising()
+            finally:
+                self.connect_task = None
+        self.generation += 1
+        generation = self.generation
+        try:
+            self.peripheral.connect(
+                lambda uuid, value: self._sink(generation, uuid, value),
+                lambda reason: self._dropped(generation, reason),
+            )
+        except ConnectRefused as exc:
+            raise DBusError(ERROR_FAILED, str(exc)) from None
+        self.connected = True
+        device.update({"Connected": True})
+        self._export_gatt()
+        # bleak's connect waits for this; without it, connect hangs to its timeout.
+        device.update({"ServicesResolved": True})
+
+    async def _wait_until_advertising(self) -> None:
+        # A central keeps trying to reach a device that is not there; BlueZ answers only
+        # when the controller gives up. bleak's own timeout usually fires first and its
+        # cleanup calls Disconnect, which cancels this wait (see disconnect()).
+        try:
+            async with asyncio.timeout(self.fake.absent_connect_timeout_s):
+                # Polled: a peripheral's advertisement() has no change signal.
+                while self.advertisement() is None:  # noqa: ASYNC110
+                    await asyncio.sleep(ABSENT_POLL_S)
+        except TimeoutError:
+            raise DBusError(ERROR_FAILED, LE_TIMEOUT) from None
+        except asyncio.CancelledError:
+            raise DBusError(ERROR_FAILED, LE_ABORT_BY_LOCAL) from None
+
+    def disconnect(self) -> None:
+        """Device1.Disconnect: cancels a pending Connect or ends the connection."""
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+        if self.connected:
+            self._peripheral_disconnect()
+            self.link_down()
+
+    def _peripheral_disconnect(self) -> None:
+        try:
+            self.peripheral.disconnect()
+        except Exception:  # a broken simulator must not keep the link up
+            log.exception("fake BlueZ: %s: peripheral.disconnect() failed", self.address)
+
+    def _dropped(self, generation: int, reason: str) -> None:
+        if generation == self.generation:
+            log.debug("fake BlueZ: %s dropped the link: %s", self.address, reason)
+            self.link_down()
+
+    def link_down(self) -> None:
+        """The link is gone: ServicesResolved and Connected go false, GATT objects go away."""
+        if not self.connected:
+            return
+        self.connected = False
+        self.generation += 1
+        for char in self.chars:
+            char.release_acquired(unsubscribe=False)
+            char.sessions.clear()
+        if self.device is not None:
+            self.device.update({"ServicesResolved": False})
+        for obj in reversed(self.gatt):
+            self.fake.unexport(obj)
+        self.gatt.clear()
+        self.chars.clear()
+        self.by_uuid.clear()
+        if self.device is not None:
+            self.device.update({"Connected": False})
+
+    def _sink(self, generation: int, uuid: str, value: bytes) -> None:
+        if generation != self.generation or not self.connected:
+            return  # a peripheral still holding the sink of an earlier connection
+        char = self.by_uuid.get(uuid.lower())
+        if char is not None:
+            char.deliver(bytes(value))
+
+    def _export_gatt(self) -> None:
+        # Handles as a GATT server lays them out: service declaration, then per
+        # characteristic its declaration and value, then its CCCD. bleak reads the handle
+        # from the last four hex digits of each path (BLESIM.md).
+        handle = 0x0001
+        for service in self.peripheral.services:
+            spath = f"{self.path}/service{handle:04x}"
+            self._add(_GattService(spath, service, self.path, handle))
+            handle += 1
+            for ch in service.characteristics:
+                cpath = f"{spath}/char{handle:04x}"
+                notifying = "notify" in ch.properties or "indicate" in ch.properties
+                cls = _NotifyingChar if notifying else _GattChar
+                char = cls(self, cpath, ch, spath, handle)
+                handle += 2
+                self._add(char)
+                self.chars.append(char)
+                self.by_uuid.setdefault(char.uuid_, char)
+                if notifying:
+                    self._add(_GattDescriptor(char, f"{cpath}/desc{handle:04x}", handle))
+                    handle += 1
+
+    def _add(self, obj: _Props) -> None:
+        self.gatt.append(obj)
+        self.fake.export(obj)
+
+
+# ---------------------------------------------------------------------------- FakeBlueZ
 
 
 class FakeBlueZ:
-    """Owns ``org.bluez`` on a bus and serves the peripherals added to it."""
+    """Owns ``org.bluez`` on a bus and serves the peripherals added to it.
 
-    def __init__(self, adapter_address: str = "00:1A:7D:DA:71:13") -> None:
-        self.adapter_address = adapter_address
-        self.bus: MessageBus | None = None
-        self.discovering = False
-        self.devices: dict[str, _Device] = {}  # by address
-        self._objects: dict[str, dict[str, Props]] = {}
+    Devices are announced only while some client is discovering (InterfacesAdded on first
+    sight, then an RSSI change every ``announce_interval_s``), so a scan finds exactly the
+    peripherals advertising during it. A Connect to a peripheral that is not advertising
+    waits up to ``absent_connect_timeout_s`` for it to appear, then fails with
+    ``org.bluez.Error.Failed: le-connection-timeout``. ``mtu`` is what the
+    characteristics' MTU property and AcquireNotify report.
+    """
+
+    def __init__(
+        self,
+        adapter_address: str = DEFAULT_ADAPTER_ADDRESS,
+        *,
+        bus_address: str | None = None,
+        announce_interval_s: float = 0.5,
+        absent_connect_timeout_s: float = 5.0,
+        mtu: int = 247,
+    ) -> None:
+        self.adapter_address = adapter_address.upper()
+        self.bus_address = bus_address
+        self.announce_interval_s = announce_interval_s
+        self.absent_connect_timeout_s = absent_connect_timeout_s
+        self.mtu = mtu
+        self.calls: Counter[str] = Counter()
+        """Method calls received, by ``Interface.Member`` without ``org.bluez.``."""
+        self.caller = ""
+        """The D-Bus unique name of the client whose method call is being served."""
+        self._links: dict[str, _Link] = {}
+        self._bus: MessageBus | None = None
+        self._adapter: _Adapter | None = None
+        self._paths: set[str] = set()
+        self._filters: dict[str, _Filter] = {}  # per client, as SetDiscoveryFilter left it
+        self._discovery: set[str] = set()  # clients with a discovery session
         self._announcer: asyncio.Task[None] | None = None
-        self.calls: list[str] = []
+
+    # ------------------------------------------------------------------ peripherals
+
+    def add_peripheral(
+        self, peripheral: Peripheral, *, address_type: AddressType = "random"
+    ) -> None:
+        """Serve ``peripheral``; it shows up in the next scan it advertises during."""
+        address = peripheral.address.upper()
+        if address in self._links:
+            raise ValueError(f"a peripheral with address {address} is already served")
+        self._links[address] = _Link(self, peripheral, address_type)
+
+    def remove_peripheral(self, address: str) -> None:
+        """Stop serving a peripheral: its link drops and its Device1 object goes away."""
+        self._link(address).forget()
+        del self._links[address.upper()]
+
+    @property
+    def peripherals(self) -> list[Peripheral]:
+        return [link.peripheral for link in self._links.values()]
+
+    @property
+    def discovering(self) -> bool:
+        return bool(self._discovery)
+
+    def is_connected(self, address: str) -> bool:
+        return self._link(address).connected
+
+    # ------------------------------------------------------------------ link-level knobs
+
+    def set_advertising(self, address: str, advertising: bool) -> None:
+        """Bring a peripheral into or out of radio range (its own advertisement aside)."""
+        self._link(address).in_range = advertising
+
+    def fail_next_connect(
+        self, address: str, error: str = LE_ABORT_BY_REMOTE, *, error_name: str = ERROR_FAILED
+    ) -> None:
+        """Make the next Device1.Connect fail with ``error_name`` and text ``error``.
+
+        ``le-connection-abort-by-local`` is played as BlueZ does (Connected goes true then
+        false before the error), which makes bleak retry within the same connect call.
+        """
+        self._link(address).fail_next = (error_name, error)
+
+    def drop_link(self, address: str) -> None:
+        """The radio link is lost: the peripheral is told, then the central sees it go."""
+        link = self._link(address)
+        if link.connected:
+            link._peripheral_disconnect()
+            link.link_down()
+
+    def _link(self, address: str) -> _Link:
+        try:
+            return self._links[address.upper()]
+        except KeyError:
+            raise KeyError(f"no peripheral with address {address} is served") from None
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, bus_address: str) -> None:
-        self.bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
-        self.bus.add_message_handler(self._handle)
-        self._objects[ADAPTER_PATH] = {
-            ADAPTER: {
-                "Address": Variant("s", self.adapter_address),
-                "AddressType": Variant("s", "public"),
-                "Name": Variant("s", "retrotread-fake-hci0"),
-                "Alias": Variant("s", "retrotread-fake-hci0"),
-                "Class": Variant("u", 0),
-                "Powered": Variant("b", True),
-                "Discoverable": Variant("b", False),
-                "Pairable": Variant("b", False),
-                "Discovering": Variant("b", False),
-                "UUIDs": Variant("as", []),
-                "Roles": Variant("as", ["central", "peripheral"]),
-            }
-        }
-        await self.bus.request_name("org.bluez")
+    async def start(self, bus_address: str | None = None) -> None:
+        """Connect to the bus at ``bus_address`` and own ``org.bluez`` on it."""
+        address = bus_address or self.bus_address
+        if not address:
+            raise FakeBlueZError("no bus address to serve the fake BlueZ on")
+        if self._bus is not None:
+            raise FakeBlueZError("the fake BlueZ is already started")
+        self.bus_address = address
+        bus = MessageBus(bus_address=address, bus_type=BusType.SYSTEM, negotiate_unix_fd=True)
+        try:
+            await bus.connect()
+            bus.add_message_handler(self._observe)
+            # Clients that go away end their discovery and notify sessions, as in BlueZ.
+            rule = (
+                "type='signal',sender='org.freedesktop.DBus',"
+                "interface='org.freedesktop.DBus',member='NameOwnerChanged'"
+            )
+            await bus.call(
+                Message(
+                    destination="org.freedesktop.DBus",
+                    path="/org/freedesktop/DBus",
+                    interface="org.freedesktop.DBus",
+                    member="AddMatch",
+                    signature="s",
+                    body=[rule],
+                )
+            )
+            self._bus = bus
+            self._adapter = _Adapter(self)
+            self.export(self._adapter)
+            reply = await bus.request_name(BLUEZ_SERVICE, NameFlag.DO_NOT_QUEUE)
+            if reply != RequestNameReply.PRIMARY_OWNER:
+                raise FakeBlueZError(f"cannot own {BLUEZ_SERVICE} on {address}: {reply.name}")
+        except BaseException:
+            self._bus = None
+            self._paths.clear()
+            bus.disconnect()  # dbus-fast needs this even when connect() failed
+            with contextlib.suppress(Exception):
+                await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
+            raise
 
     async def stop(self) -> None:
+        """Drop every link (clients see the disconnects), then leave the bus."""
         if self._announcer is not None:
             self._announcer.cancel()
             await asyncio.gather(self._announcer, return_exceptions=True)
             self._announcer = None
-        for dev in self.devices.values():
-            if dev.connected:
-                with contextlib.suppress(Exception):
-                    dev.peripheral.disconnect()
-                dev.connected = False
-        if self.bus is not None:
-            self.bus.disconnect()
+        pending = [link.connect_task for link in self._links.values() if link.connect_task]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        for link in self._links.values():
+            if link.connected:
+                link._peripheral_disconnect()
+                link.link_down()
+            link.device = None
+        self._discovery.clear()
+        self._filters.clear()
+        self._paths.clear()
+        self._adapter = None
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            bus.disconnect()
             with contextlib.suppress(Exception):
-                await self.bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
-            self.bus = None
+                await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
 
     async def __aenter__(self) -> FakeBlueZ:
+        if self._bus is None:
+            await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    # ------------------------------------------------------------------ peripherals
+    # ------------------------------------------------------------------ bus plumbing
 
-    def add_peripheral(self, peripheral: Peripheral) -> None:
-        self.devices[peripheral.address.upper()] = _Device(
-            peripheral, device_path(peripheral.address)
-        )
+    def export(self, obj: _Props) -> None:
+        if self._bus is not None:
+            self._bus.export(obj.path, obj)
+            self._paths.add(obj.path)
 
-    def set_advertising(self, address: str, advertising: bool) -> None:
-        """Link-level knob for peripherals whose advertising is not their own business."""
-        p = self.devices[address.upper()].peripheral
-        faults = getattr(p, "faults", None)
-        if faults is not None and hasattr(faults, "advertising"):
-            faults.advertising = advertising
+    def unexport(self, obj: _Props) -> None:
+        if self._bus is not None:
+            self._bus.unexport(obj.path, obj)
+        self._paths.discard(obj.path)
 
-    def fail_next_connect(
-        self, address: str, reason: str = "Software caused connection abort"
-    ) -> None:
-        self.devices[address.upper()].fail_next_connect = reason
-
-    def drop_link(self, address: str) -> None:
-        dev = self.devices[address.upper()]
-        drop = getattr(dev.peripheral, "drop_link", None)
-        if callable(drop):
-            drop("link dropped (fake BlueZ)")
-        else:
-            dev.peripheral.disconnect()
-            self._link_down(dev)
-
-    # ------------------------------------------------------------------ D-Bus plumbing
-
-    def _send(self, msg: Message) -> None:
-        if self.bus is not None and self.bus.connected:
-            self.bus.send(msg)
-
-    def _props_changed(self, path: str, interface: str, changed: Props) -> None:
-        self._objects.get(path, {}).get(interface, {}).update(changed)
-        self._send(
-            Message.new_signal(
-                path, PROPS, "PropertiesChanged", "sa{sv}as", [interface, changed, []]
-            )
-        )
-
-    def _export(self, path: str, interfaces: dict[str, Props]) -> None:
-        self._objects[path] = interfaces
-        self._send(Message.new_signal("/", OM, "InterfacesAdded", "oa{sa{sv}}", [path, interfaces]))
-
-    def _unexport(self, path: str) -> None:
-        interfaces = self._objects.pop(path, None)
-        if interfaces is not None:
-            self._send(
-                Message.new_signal("/", OM, "InterfacesRemoved", "oas", [path, list(interfaces)])
-            )
-
-    def _handle(self, msg: Message) -> Message | bool | None:
-        if msg.message_type != MessageType.METHOD_CALL:
+    def send(self, msg: Message) -> asyncio.Future[None] | None:
+        """Send a message; the future resolves once it is written (None: not on a bus)."""
+        if self._bus is None or not self._bus.connected:
             return None
-        self.calls.append(f"{msg.interface}.{msg.member}")
-        try:
-            return self._dispatch(msg)
-        except _Reply as r:
-            return Message.new_error(msg, r.name, r.text)
-        except Exception as exc:  # never let a bug kill the bus connection
-            log.exception("fake BlueZ: %s.%s failed", msg.interface, msg.member)
-            return Message.new_error(msg, ERR + "Failed", str(exc))
+        sent: asyncio.Future[None] = self._bus.send(msg)
+        return sent
 
-    def _dispatch(self, msg: Message) -> Message | bool | None:
-        iface, member, path = msg.interface, msg.member, msg.path or "/"
-        if iface == OM and member == "GetManagedObjects":
-            return Message.new_method_return(msg, "a{oa{sa{sv}}}", [self._objects])
-        if iface == PROPS:
-            return self._properties(msg)
-        if iface == "org.freedesktop.DBus.Introspectable":
-            return Message.new_method_return(msg, "s", ["<node/>"])
-        if iface == ADAPTER:
-            return self._adapter(msg, member)
-        dev = self._device_at(path)
-        if dev is None:
-            raise _Reply("org.freedesktop.DBus.Error.UnknownObject", f"no object at {path}")
-        if iface == DEVICE:
-            return self._device(msg, member, dev)
-        if iface == CHAR:
-            return self._char(msg, member, dev, path)
-        if iface == DESC and member == "ReadValue":
-            char = dev.chars.get(path.rsplit("/", 1)[0])
-            value = b"\x00\x00" if char is None or not char.notifying else b"\x01\x00"
-            return Message.new_method_return(msg, "ay", [value])
-        raise _Reply(ERR + "NotSupported", f"{iface}.{member} is not supported by the fake BlueZ")
-
-    def _properties(self, msg: Message) -> Message:
-        path = msg.path or "/"
-        obj = self._objects.get(path)
-        if obj is None:
-            raise _Reply("org.freedesktop.DBus.Error.UnknownObject", f"no object at {path}")
-        if msg.member == "GetAll":
-            return Message.new_method_return(msg, "a{sv}", [obj.get(msg.body[0], {})])
-        if msg.member == "Get":
-            iface, name = msg.body
-            try:
-                return Message.new_method_return(msg, "v", [obj[iface][name]])
-            except KeyError:
-                raise _Reply(
-                    "org.freedesktop.DBus.Error.InvalidArgs", f"no property {name}"
-                ) from None
-        if msg.member == "Set":
-            iface, name, value = msg.body
-            self._props_changed(path, iface, {name: value})
-            return Message.new_method_return(msg)
-        raise _Reply(ERR + "NotSupported", str(msg.member))
-
-    # ------------------------------------------------------------------ Adapter1
-
-    def _adapter(self, msg: Message, member: str | None) -> Message:
-        if member == "SetDiscoveryFilter":
-            return Message.new_method_return(msg)
-        if member == "GetDiscoveryFilters":
-            return Message.new_method_return(
-                msg, "as", [["UUIDs", "RSSI", "Transport", "DuplicateData"]]
-            )
-        if member == "StartDiscovery":
-            self.discovering = True
-            self._props_changed(ADAPTER_PATH, ADAPTER, {"Discovering": Variant("b", True)})
-            self._announce()
-            if self._announcer is None or self._announcer.done():
-                self._announcer = asyncio.get_running_loop().create_task(self._announce_loop())
-            return Message.new_method_return(msg)
-        if member == "StopDiscovery":
-            self.discovering = False
-            self._props_changed(ADAPTER_PATH, ADAPTER, {"Discovering": Variant("b", False)})
-            return Message.new_method_return(msg)
-        if member == "RemoveDevice":
-            path = msg.body[0]
-            for dev in self.devices.values():
-                if dev.path == path and not dev.connected:
-                    self._unexport(path)
-                    dev.exported = False
-            return Message.new_method_return(msg)
-        raise _Reply(ERR + "NotSupported", f"Adapter1.{member}")
-
-    async def _announce_loop(self) -> None:
-        # A device shows up in a scan only through signals that arrive while scanning
-        # (BLESIM.md), so keep announcing: a treadmill switched on mid-scan is found.
-        while self.discovering:
-            await asyncio.sleep(0.2)
-            self._announce()
-
-    def _announce(self) -> None:
-        if not self.discovering:
-            return
-        for dev in self.devices.values():
-            adv = dev.peripheral.advertisement()
-            if adv is None:
-                continue
-            if not dev.exported:
-                self._export(dev.path, {DEVICE: self._device_props(dev, adv)})
-                dev.exported = True
-            else:
-                dev.rssi_tick ^= 1  # a fresh RSSI reading, as a radio would give
-                self._props_changed(
-                    dev.path, DEVICE, {"RSSI": Variant("n", adv.rssi - dev.rssi_tick)}
-                )
-
-    def _device_props(self, dev: _Device, adv: Advertisement) -> Props:
-        address = dev.peripheral.address.upper()
-        props: Props = {
-            "Address": Variant("s", address),
-            "AddressType": Variant("s", "random"),
-            "Name": Variant("s", adv.local_name),
-            "Alias": Variant("s", adv.local_name),
-            "Adapter": Variant("o", ADAPTER_PATH),
-            "Paired": Variant("b", False),
-            "Bonded": Variant("b", False),
-            "Trusted": Variant("b", False),
-            "Blocked": Variant("b", False),
-            "LegacyPairing": Variant("b", False),
-            "Connected": Variant("b", dev.connected),
-            "ServicesResolved": Variant("b", dev.connected),
-            "UUIDs": Variant("as", [u.lower() for u in adv.service_uuids]),
-            "RSSI": Variant("n", adv.rssi),
-            "ManufacturerData": Variant(
-                "a{qv}", {k: Variant("ay", v) for k, v in adv.manufacturer_data.items()}
-            ),
-            "ServiceData": Variant(
-                "a{sv}", {k.lower(): Variant("ay", v) for k, v in adv.service_data.items()}
-            ),
-        }
-        if adv.tx_power is not None:
-            props["TxPower"] = Variant("n", adv.tx_power)
-        return props
-
-    # ------------------------------------------------------------------ Device1
-
-    def _device_at(self, path: str) -> _Device | None:
-        for dev in self.devices.values():
-            if path == dev.path or path.startswith(dev.path + "/"):
-                return dev
+    def _observe(self, msg: Message) -> Message | None:
+        """Runs before dbus-fast dispatches a message to the exported interfaces."""
+        if msg.message_type == MessageType.METHOD_CALL:
+            # Synchronous methods run inside this dispatch, so they can read the caller.
+            self.caller = msg.sender or ""
+            iface = msg.interface or ""
+            if iface.startswith("org.bluez."):
+                self.calls[f"{iface.removeprefix('org.bluez.')}.{msg.member}"] += 1
+                if msg.path not in self._paths:
+                    # What libdbus answers for a path with no object: bleak maps it to
+                    # BleakDeviceNotFoundError on Connect.
+                    return Message.new_error(
+                        msg, UNKNOWN_OBJECT, f"No such object path '{msg.path}'"
+                    )
+        elif (
+            msg.message_type == MessageType.SIGNAL
+            and msg.member == "NameOwnerChanged"
+            and msg.sender == "org.freedesktop.DBus"
+        ):
+            name, _old, new = msg.body
+            if not new and str(name).startswith(":"):
+                self._client_gone(str(name))
         return None
 
-    def _device(self, msg: Message, member: str | None, dev: _Device) -> Message:
-        if member == "Connect":
-            if dev.connected:
-                return Message.new_method_return(msg)
-            if dev.fail_next_connect is not None:
-                reason, dev.fail_next_connect = dev.fail_next_connect, None
-                raise _Reply(ERR + "Failed", reason)
-            if dev.peripheral.advertisement() is None:
-                # An absent device: what BlueZ answers when the connection cannot be made.
-                raise _Reply(ERR + "Failed", "Software caused connection abort")
-            try:
-                dev.peripheral.connect(
-                    self._sink_for(dev), lambda reason: self._dropped(dev, reason)
-                )
-            except ConnectRefused as exc:
-                raise _Reply(ERR + "Failed", str(exc)) from None
-            dev.connected = True
-            self._export_gatt(dev)
-            self._props_changed(dev.path, DEVICE, {"Connected": Variant("b", True)})
-            self._props_changed(dev.path, DEVICE, {"ServicesResolved": Variant("b", True)})
-            return Message.new_method_return(msg)
-        if member == "Disconnect":
-            if dev.connected:
-                dev.peripheral.disconnect()
-                self._link_down(dev)
-            return Message.new_method_return(msg)
-        if member in ("Pair", "CancelPairing"):
-            return Message.new_method_return(msg)
-        raise _Reply(ERR + "NotSupported", f"Device1.{member}")
+    def _client_gone(self, client: str) -> None:
+        self._filters.pop(client, None)
+        if client in self._discovery:
+            self._discovery.discard(client)
+            if not self._discovery:
+                self._discovery_ended()
+        for link in self._links.values():
+            for char in list(link.chars):
+                if client in char.sessions:
+                    char.end_session(client)
 
-    def _sink_for(self, dev: _Device) -> Callable[[str, bytes], None]:
-        by_uuid: dict[str, _Char] = {}
+    # ------------------------------------------------------------------ discovery
 
-        def sink(uuid: str, value: bytes) -> None:
-            if not by_uuid:
-                by_uuid.update({c.uuid: c for c in dev.chars.values()})
-            char = by_uuid.get(uuid.lower())
-            if char is None or not char.notifying or not dev.connected:
-                return
-            char.value = bytes(value)
-            self._props_changed(char.path, CHAR, {"Value": Variant("ay", bytes(value))})
+    def _set_discovery_filter(self, options: dict[str, Variant]) -> None:
+        self._filters[self.caller] = _Filter.parse(options)
 
-        return sink
-
-    def _dropped(self, dev: _Device, reason: str) -> None:
-        log.debug("fake BlueZ: %s dropped the link: %s", dev.path, reason)
-        self._link_down(dev)
-
-    def _link_down(self, dev: _Device) -> None:
-        if not dev.connected:
-            return
-        dev.connected = False
-        for path in reversed(dev.gatt_paths):
-            self._unexport(path)
-        dev.gatt_paths.clear()
-        dev.chars.clear()
-        self._props_changed(
-            dev.path,
-            DEVICE,
-            {"ServicesResolved": Variant("b", False), "Connected": Variant("b", False)},
+    def _start_discovery(self) -> None:
+        client = self.caller
+        if client in self._discovery:
+            raise _bluez_error("InProgress", "Operation already in progress")
+        first = not self._discovery
+        self._discovery.add(client)
+        if first and self._adapter is not None:
+            self._adapter.update({"Discovering": True})
+        # bleak's scanner registers its callback before StartDiscovery, so devices
+        # announced now, ahead of the reply, are seen by discover(). find_device_by_*()
+        # only listen once start() has returned, hence the quick repeats of the announcer.
+        self._announce_all()
+        if self._announcer is not None:
+            self._announcer.cancel()  # restart its schedule for this session
+        self._announcer = asyncio.get_running_loop().create_task(
+            self._announce_loop(), name="fake-bluez-announcer"
         )
 
-    def _export_gatt(self, dev: _Device) -> None:
-        if not dev.exported:
-            adv = dev.peripheral.advertisement() or Advertisement(dev.peripheral.address, [])
-            self._export(dev.path, {DEVICE: self._device_props(dev, adv)})
-            dev.exported = True
-        handle = 0x0001
-        for service in dev.peripheral.services:
-            spath = f"{dev.path}/service{handle:04x}"
-            handle += 1
-            self._export(
-                spath,
-                {
-                    SERVICE: {
-                        "UUID": Variant("s", service.uuid.lower()),
-                        "Primary": Variant("b", service.primary),
-                        "Device": Variant("o", dev.path),
-                        "Includes": Variant("ao", []),
-                    }
-                },
-            )
-            dev.gatt_paths.append(spath)
-            for ch in service.characteristics:
-                cpath = f"{spath}/char{handle:04x}"
-                handle += 2  # declaration + value
-                char = _Char(cpath, ch.uuid.lower(), list(ch.properties))
-                dev.chars[cpath] = char
-                self._export(
-                    cpath,
-                    {
-                        CHAR: {
-                            "UUID": Variant("s", char.uuid),
-                            "Service": Variant("o", spath),
-                            "Value": Variant("ay", b""),
-                            "Notifying": Variant("b", False),
-                            "NotifyAcquired": Variant("b", False),
-                            "WriteAcquired": Variant("b", False),
-                            "Flags": Variant("as", char.flags),
-                            "MTU": Variant("q", 247),
-                        }
-                    },
-                )
-                dev.gatt_paths.append(cpath)
-                if "notify" in char.flags or "indicate" in char.flags:
-                    dpath = f"{cpath}/desc{handle:04x}"
-                    handle += 1
-                    self._export(
-                        dpath,
-                        {
-                            DESC: {
-                                "UUID": Variant("s", uuids.CCCD),
-                                "Characteristic": Variant("o", cpath),
-                                "Value": Variant("ay", b""),
-                            }
-                        },
-                    )
-                    dev.gatt_paths.append(dpath)
+    def _stop_discovery(self) -> None:
+        client = self.caller
+        if client not in self._discovery:
+            raise _bluez_error("Failed", "No discovery started")
+        self._discovery.discard(client)
+        if not self._discovery:
+            self._discovery_ended()
 
-    # ------------------------------------------------------------------ GattCharacteristic1
+    def _discovery_ended(self) -> None:
+        if self._adapter is not None:
+            self._adapter.update({"Discovering": False})
+        # The announcer sees no session left and ends by itself. BlueZ invalidates the
+        # readings of a finished scan (bleak removes its callbacks before StopDiscovery
+        # for this very reason).
+        for link in self._links.values():
+            if link.device is not None and not link.connected:
+                link.device.emit_properties_changed({}, ["RSSI", "TxPower"])
 
-    def _char(self, msg: Message, member: str | None, dev: _Device, path: str) -> Message:
-        char = dev.chars.get(path)
-        if char is None or not dev.connected:
-            raise _Reply(ERR + "Failed", "Not connected")
-        p = dev.peripheral
-        try:
-            if member == "ReadValue":
-                value = bytes(p.read(char.uuid))
-                char.value = value
-                if char.notifying:
-                    # Real BlueZ also signals a read value as a change (BLESIM.md).
-                    self._props_changed(path, CHAR, {"Value": Variant("ay", value)})
-                return Message.new_method_return(msg, "ay", [value])
-            if member == "WriteValue":
-                data, options = msg.body
-                kind = options.get("type").value if "type" in options else "request"
-                p.write(char.uuid, bytes(data), kind != "command")
-                return Message.new_method_return(msg)
-            if member == "StartNotify":
-                if char.notifying:
-                    return Message.new_method_return(msg)
-                mode: Subscription = "notify" if "notify" in char.flags else "indicate"
-                if mode not in char.flags:
-                    raise _Reply(ERR + "NotSupported", "Operation is not supported")
-                p.subscribe(char.uuid, mode)
-                char.notifying = True
-                self._props_changed(path, CHAR, {"Notifying": Variant("b", True)})
-                return Message.new_method_return(msg)
-            if member == "StopNotify":
-                if char.notifying:
-                    p.subscribe(char.uuid, "off")
-                    char.notifying = False
-                    self._props_changed(path, CHAR, {"Notifying": Variant("b", False)})
-                return Message.new_method_return(msg)
-        except AttError as exc:
-            raise _Reply(*_att_error(exc)) from None
-        raise _Reply(ERR + "NotSupported", f"GattCharacteristic1.{member}")
+    async def _announce_loop(self) -> None:
+        # A device is reported only through signals that arrive while scanning (BLESIM.md),
+        # so keep announcing: a peripheral switched on mid-scan is found within one interval.
+        for delay in itertools.chain(QUICK_REPEATS_S, itertools.repeat(self.announce_interval_s)):
+            await asyncio.sleep(delay)
+            if not self._discovery:
+                return
+            self._announce_all()
+
+    def _announce_all(self) -> None:
+        filters = [self._filters.get(client, _Filter()) for client in self._discovery]
+        for link in list(self._links.values()):
+            adv = link.advertisement()
+            if adv is not None and any(f.accepts(adv) for f in filters):
+                link.announce(adv)
+
+    def _remove_device(self, path: str) -> None:
+        for link in self._links.values():
+            if link.path == path and link.device is not None:
+                link.forget()
+                return
+        raise _bluez_error("DoesNotExist", "Does Not Exist")
 
 
-class _Reply(Exception):
-    def __init__(self, name: str, text: str) -> None:
-        self.name = name
-        self.text = text
+# ---------------------------------------------------------------------------- demo wiring
 
 
 async def serve_for_demo(peripheral: Peripheral, stack: contextlib.AsyncExitStack) -> Any:
     """A private bus + fake BlueZ serving ``peripheral``; returns a bleak transport to it.
 
-    Points this process's bleak at the private bus (DBUS_SYSTEM_BUS_ADDRESS).
+    Points this process's bleak at the private bus (DBUS_SYSTEM_BUS_ADDRESS, PATH) until
+    ``stack`` closes.
     """
     from retrotread.link.bleak_transport import BleakTransport
     from retrotread.sim.dbus_bus import PrivateBus
 
     bus = await stack.enter_async_context(PrivateBus())
     for key, value in bus.environ().items():
-        previous = os.environ.get(key)
+        stack.callback(_restore_env, key, os.environ.get(key))
         os.environ[key] = value
-        stack.callback(_restore_env, key, previous)
     fake = FakeBlueZ()
     fake.add_peripheral(peripheral)
     await fake.start(bus.address)
@@ -522,3 +1201,15 @@ def _restore_env(key: str, previous: str | None) -> None:
         os.environ.pop(key, None)
     else:
         os.environ[key] = previous
+
+
+__all__ = [
+    "ADAPTER_PATH",
+    "LE_ABORT_BY_LOCAL",
+    "LE_ABORT_BY_REMOTE",
+    "LE_TIMEOUT",
+    "FakeBlueZ",
+    "FakeBlueZError",
+    "att_error_reply",
+    "device_path",
+]

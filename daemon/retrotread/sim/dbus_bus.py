@@ -1,9 +1,19 @@
-"""A private D-Bus daemon for the fake BlueZ (BLESIM.md): no root, no system bus."""
+"""A private D-Bus daemon for the fake BlueZ (BLESIM.md): no root, no system bus.
+
+``PrivateBus`` runs ``dbus-daemon`` on a unix socket in a temp dir and gives its address;
+point bleak at it with ``DBUS_SYSTEM_BUS_ADDRESS`` (``environ()`` has the variables, also
+for a child process). Use it as a context manager, sync (scripts) or async (tests)::
+
+    async with PrivateBus() as bus:
+        fake = FakeBlueZ()
+        await fake.start(bus.address)
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import select
 import shutil
 import stat
 import subprocess
@@ -13,6 +23,8 @@ from types import TracebackType
 
 from retrotread.errors import RetrotreadError
 
+# A system-type bus (bleak connects with BusType.SYSTEM) that anyone may own names on,
+# send to and eavesdrop on: it lives in a private temp dir and exists for one test/run.
 CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -29,44 +41,73 @@ CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configurat
 </busconfig>
 """
 
+START_TIMEOUT_S = 10.0
+BLUEZ_VERSION_FOR_STUB = "5.66"
+
 
 class DBusUnavailable(RetrotreadError):
-    """dbus-daemon is not installed (Debian package ``dbus``)."""
+    """``dbus-daemon`` is not installed (Debian package ``dbus``) or would not start."""
 
 
 class PrivateBus:
-    """``dbus-daemon`` on a socket in a temp dir; ``address`` is its bus address."""
+    """``dbus-daemon`` on a socket in a temp dir; ``address`` is its bus address once started.
+
+    ``bin_dir`` is a directory to put first on PATH (it holds a ``bluetoothctl`` stub) or
+    None when a real ``bluetoothctl`` is installed.
+    """
 
     def __init__(self) -> None:
         self.address = ""
+        self.bin_dir: Path | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self.bin_dir: Path | None = None
 
     def start(self) -> str:
+        """Start the daemon and return its address; raises DBusUnavailable."""
         binary = shutil.which("dbus-daemon")
         if binary is None:
-            raise DBusUnavailable("dbus-daemon is not installed (Debian package: dbus)")
+            raise DBusUnavailable(
+                "dbus-daemon is not installed (Debian package: dbus); "
+                "the fake BlueZ needs it for a private bus"
+            )
         self._tmp = tempfile.TemporaryDirectory(prefix="retrotread-bus-")
         root = Path(self._tmp.name)
         conf = root / "bus.conf"
         conf.write_text(CONFIG.format(socket=root / "bus.sock"))
-        self._proc = subprocess.Popen(
-            [binary, "--config-file", str(conf), "--nofork", "--nopidfile", "--print-address=1"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline().decode().strip()
-        self._proc.stdout.close()
+        errors = root / "dbus-daemon.err"
+        with errors.open("wb") as err:
+            self._proc = subprocess.Popen(
+                [
+                    binary,
+                    "--config-file",
+                    str(conf),
+                    "--nofork",
+                    "--nopidfile",
+                    "--print-address=1",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
+        stdout = self._proc.stdout
+        assert stdout is not None  # PIPE was asked for
+        try:
+            ready, _, _ = select.select([stdout], [], [], START_TIMEOUT_S)
+            line = stdout.readline().decode().strip() if ready else ""
+        finally:
+            stdout.close()
         if not line:
+            why = errors.read_text(errors="replace").strip().splitlines()
             self.stop()
-            raise DBusUnavailable("dbus-daemon did not start")
+            raise DBusUnavailable(
+                "dbus-daemon did not start" + (f": {why[-1]}" if why else " (no address printed)")
+            )
         self.address = line
-        self.bin_dir = _bluetoothctl_stub(root)
+        self.bin_dir = bluetoothctl_stub(root / "bin")
         return line
 
     def stop(self) -> None:
+        """Stop the daemon and delete the temp dir; safe to call twice."""
         if self._proc is not None:
             self._proc.terminate()
             try:
@@ -78,6 +119,8 @@ class PrivateBus:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+        self.address = ""
+        self.bin_dir = None
 
     def environ(self) -> dict[str, str]:
         """Variables that point bleak (in this or a child process) at this bus."""
@@ -102,16 +145,20 @@ class PrivateBus:
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.stop()
+        await asyncio.to_thread(self.stop)
 
 
-def _bluetoothctl_stub(root: Path) -> Path | None:
-    """bleak checks ``bluetoothctl --version`` once; without BlueZ installed, answer 5.66."""
+def bluetoothctl_stub(bin_dir: Path) -> Path | None:
+    """Write a ``bluetoothctl`` that prints 5.66 into ``bin_dir``; return the dir for PATH.
+
+    bleak runs ``bluetoothctl --version`` once per process and logs a warning when it is
+    missing (BLESIM.md); the stub keeps that quiet. Returns None, and writes nothing, when
+    a real ``bluetoothctl`` is on PATH.
+    """
     if shutil.which("bluetoothctl"):
         return None
-    bin_dir = root / "bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(parents=True, exist_ok=True)
     stub = bin_dir / "bluetoothctl"
-    stub.write_text("#!/bin/sh\necho 5.66\n")
+    stub.write_text(f"#!/bin/sh\necho {BLUEZ_VERSION_FOR_STUB}\n")
     stub.chmod(stub.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return bin_dir
