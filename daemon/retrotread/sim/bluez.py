@@ -621,14 +621,16 @@ class _NotifyingChar(_GattChar):
 
     def _after_acquire_reply(self, theirs: socket.socket) -> None:
         # The reply was queued before this ran and dbus-fast writes in order, so once this
-        # NotifyAcquired signal is written the fd has gone out with the reply.
-        self.values["NotifyAcquired"] = True
+        # NotifyAcquired signal is written the fd has gone out with the reply. (If the
+        # link went down in between, the signal says so rather than True.)
+        acquired = self.acquired is not None
+        self.values["NotifyAcquired"] = acquired
         signal = Message.new_signal(
             self.path,
             PROPS_IFACE,
             "PropertiesChanged",
             "sa{sv}as",
-            [CHAR_IFACE, {"NotifyAcquired": Variant("b", True)}, []],
+            [CHAR_IFACE, {"NotifyAcquired": Variant("b", acquired)}, []],
         )
         sent = self.link.fake.send(signal)
         if sent is None:
