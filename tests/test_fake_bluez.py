@@ -36,6 +36,7 @@ from retrotread.sim.bluez import (
     LE_ABORT_BY_REMOTE,
     LE_TIMEOUT,
     FakeBlueZ,
+    FakeBlueZError,
     device_path,
 )
 from retrotread.sim.dbus_bus import DBusUnavailable, PrivateBus, bluetoothctl_stub
@@ -203,6 +204,12 @@ async def test_adapter_exported_and_no_device_before_a_scan(rig: Rig) -> None:
     assert adapter["Discovering"] is False
 
 
+async def test_a_second_fake_on_the_same_bus_is_refused(rig: Rig) -> None:
+    with pytest.raises(FakeBlueZError, match=r"cannot own org\.bluez"):
+        await FakeBlueZ().start(rig.bus.address)
+    assert [d.address for d in await BleakScanner.discover(timeout=0.1)] == [TOY_ADDRESS]
+
+
 # ---------------------------------------------------------------------------- scanning
 
 
@@ -277,6 +284,26 @@ async def test_a_second_scan_from_the_same_client_is_refused_like_bluez(rig: Rig
                 pass
     assert caught.value.dbus_error == "org.bluez.Error.InProgress"
     assert await BleakScanner.discover(timeout=0.1)  # sessions were released
+
+
+async def test_a_client_that_goes_away_ends_its_discovery(rig: Rig) -> None:
+    client = await MessageBus(bus_address=rig.bus.address, bus_type=BusType.SYSTEM).connect()
+    try:
+        reply = await client.call(
+            Message(
+                destination="org.bluez",
+                path=ADAPTER_PATH,
+                interface="org.bluez.Adapter1",
+                member="StartDiscovery",
+            )
+        )
+        assert reply is not None and reply.message_type == MessageType.METHOD_RETURN
+        assert rig.fake.discovering
+    finally:
+        client.disconnect()
+        await client.wait_for_disconnect()  # type: ignore[no-untyped-call]
+    # BlueZ watches its discovery clients; one that leaves the bus stops its session
+    await wait_until(lambda: not rig.fake.discovering)
 
 
 # ---------------------------------------------------------------------------- GATT
@@ -477,6 +504,17 @@ async def test_bleak_timeout_cancels_a_pending_connect(rig: Rig) -> None:
     rig.toy.advertising = True
     async with BleakClient(device) as client:
         assert client.is_connected
+
+
+async def test_pair_connects_and_reports_bonded(rig: Rig) -> None:
+    # bleak's pair=True sets Trusted (a writable property) and calls Pair instead of Connect
+    async with BleakClient(await found(), pair=True) as client:
+        assert client.is_connected
+        assert rig.fake.calls["Device1.Pair"] == 1
+        assert rig.fake.calls["Device1.Connect"] == 0
+        props = (await managed_objects(rig.bus.address))[device_path(TOY_ADDRESS)]
+        device = props["org.bluez.Device1"]
+        assert (device["Trusted"], device["Paired"], device["Bonded"]) == (True, True, True)
 
 
 async def test_removed_device_is_not_found(rig: Rig) -> None:

@@ -1008,12 +1008,14 @@ class FakeBlueZ:
                     body=[rule],
                 )
             )
-            self._bus = bus
-            self._adapter = _Adapter(self)
-            self.export(self._adapter)
+            # Own the name before exporting anything: bleak's signal matches do not check
+            # the sender, so a loser's InterfacesAdded would reach its object cache.
             reply = await bus.request_name(BLUEZ_SERVICE, NameFlag.DO_NOT_QUEUE)
             if reply != RequestNameReply.PRIMARY_OWNER:
                 raise FakeBlueZError(f"cannot own {BLUEZ_SERVICE} on {address}: {reply.name}")
+            self._bus = bus
+            self._adapter = _Adapter(self)
+            self.export(self._adapter)
         except BaseException:
             self._bus = None
             self._paths.clear()
