@@ -634,8 +634,8 @@ async def test_bluez_server_subprocess_serves_the_toy(monkeypatch: pytest.Monkey
             # the server runs the toy's own driver: its counter arrives by itself
             first_tick = int.from_bytes(await next_value(notes), "little")
             assert int.from_bytes(await next_value(notes), "little") == first_tick + 1
-        await close_bleak_manager()
     finally:
+        await close_bleak_manager()
         if server.returncode is None:
             server.terminate()
         async with asyncio.timeout(10):
