@@ -750,11 +750,7 @@ class _Link:
 
     def forget(self) -> None:
         """Adapter1.RemoveDevice / remove_peripheral: disconnect, then drop the object."""
-        if self.connect_task is not None:
-            self.connect_task.cancel()
-        if self.connected:
-            self._peripheral_disconnect()
-            self.link_down()
+        self.disconnect()
         if self.device is not None:
             self.fake.unexport(self.device)
             self.device = None
@@ -815,6 +811,10 @@ class _Link:
         """Device1.Disconnect: cancels a pending Connect or ends the connection."""
         if self.connect_task is not None:
             self.connect_task.cancel()
+        self.drop()
+
+    def drop(self) -> None:
+        """End the connection from this side: the peripheral is told, the central sees it."""
         if self.connected:
             self._peripheral_disconnect()
             self.link_down()
@@ -968,10 +968,7 @@ class FakeBlueZ:
 
     def drop_link(self, address: str) -> None:
         """The radio link is lost: the peripheral is told, then the central sees it go."""
-        link = self._link(address)
-        if link.connected:
-            link._peripheral_disconnect()
-            link.link_down()
+        self._link(address).drop()
 
     def _link(self, address: str) -> _Link:
         try:
@@ -1036,9 +1033,7 @@ class FakeBlueZ:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         for link in self._links.values():
-            if link.connected:
-                link._peripheral_disconnect()
-                link.link_down()
+            link.drop()
             link.device = None
         self._discovery.clear()
         self._filters.clear()
