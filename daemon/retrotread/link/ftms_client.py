@@ -8,9 +8,8 @@ protocol rule lives here once (FTMS.md §8.3, §8.4).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from retrotread.clock import Clock
 from retrotread.errors import AttError, ControlError, DecodeError, LinkError
@@ -347,12 +346,3 @@ class FtmsTreadmill:
             if exc.code == ATT_PROCEDURE_IN_PROGRESS:
                 raise ControlError(name, "another control procedure is in progress") from exc
             raise ControlError(name, str(exc)) from exc
-
-
-async def with_timeout(awaitable: Awaitable[object], seconds: float) -> bool:
-    """Await with a bound; True if it finished. Used by bounded shutdown paths."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await awaitable
-            return True
-    return False

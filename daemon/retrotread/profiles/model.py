@@ -17,7 +17,14 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from retrotread.errors import ProfileError
-from retrotread.profiles.grid import INCLINE_DIV, SPEED_DIV, Grid, RangeLike, floor_units
+from retrotread.profiles.grid import (
+    INCLINE_DIV,
+    SPEED_DIV,
+    Grid,
+    RangeLike,
+    StepLimits,
+    floor_units,
+)
 
 Direction = Literal["forward", "backward"]
 
@@ -92,20 +99,8 @@ def profile_duration_s(profile: Profile) -> float:
     return sum(p.duration_s for p in profile.phase)
 
 
-class Limits(Protocol):
+class Limits(StepLimits, Protocol):
     """The ``[safety]`` values a profile is checked against (``config.SafetyConfig``)."""
-
-    @property
-    def max_speed_kmh(self) -> float: ...
-
-    @property
-    def max_incline_pct(self) -> float: ...
-
-    @property
-    def speed_step_kmh(self) -> float: ...
-
-    @property
-    def incline_step_pct(self) -> float: ...
 
     @property
     def step_interval_s(self) -> float: ...

@@ -35,6 +35,7 @@ from retrotread.link.events import (
     TrainingChanged,
 )
 from retrotread.link.ftms_client import FtmsTreadmill
+from retrotread.profiles.model import Limits
 from retrotread.service.watch import SetpointWatch, Verdict
 from retrotread.session.log import SessionLogWriter
 
@@ -52,17 +53,11 @@ class RunnerError(RetrotreadError):
     """A command that does not fit the runner's state; the message is for the user."""
 
 
-class Safety(Protocol):
-    max_speed_kmh: float
-    max_incline_pct: float
-    speed_step_kmh: float
-    incline_step_pct: float
-    step_interval_s: float
-    settle_s: float
+class Safety(Limits, Protocol):
+    """The profile limits plus how long a mismatch may last before it means something."""
 
-
-class EngineFactory(Protocol):
-    def __call__(self, profile: Any, ranges: Any, now: float) -> Any: ...
+    @property
+    def settle_s(self) -> float: ...
 
 
 @dataclass
@@ -136,7 +131,6 @@ class SessionRunner:
         self._listeners: list[OutputListener] = []
         self._watch: dict[Quantity, SetpointWatch] = {}
         self._belt_running = asyncio.Event()
-        self._last_speed: float | None = None
         treadmill.add_listener(self._on_link_event)
 
     # ------------------------------------------------------------------ outputs
