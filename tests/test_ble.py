@@ -11,12 +11,13 @@ import random
 
 import pytest
 
+from retrotread.backoff import Backoff
 from retrotread.errors import ControlError
 from retrotread.ftms.status import StatusOp
 from retrotread.link.bleak_transport import BleakTransport, scan
 from retrotread.link.events import BadFrame, LinkDown, RawFrame, StatusChanged, Telemetry
 from retrotread.link.ftms_client import ControlRefused, Superseded
-from retrotread.service.supervisor import Backoff, LinkState, Supervisor
+from retrotread.service.supervisor import LinkState, Supervisor
 from retrotread.sim.dbus_bus import PrivateBus
 from retrotread.sim.treadmill import Faults
 from tests.blehelpers import ble_rig, private_bus, wait_until

@@ -7,11 +7,12 @@ import random
 
 import pytest
 
+from retrotread.backoff import Backoff
 from retrotread.errors import ControlError, LinkError
 from retrotread.ftms.status import StatusOp
 from retrotread.link.events import BadFrame, LinkDown, LinkUp, RawFrame, StatusChanged, Telemetry
 from retrotread.link.ftms_client import ControlRefused, Superseded
-from retrotread.service.supervisor import Backoff, LinkState, Supervisor
+from retrotread.service.supervisor import LinkState, Supervisor
 from retrotread.sim.treadmill import Faults, SimConfig
 from tests.linkhelpers import rig
 

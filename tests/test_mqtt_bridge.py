@@ -10,10 +10,11 @@ from typing import Any
 
 import aiomqtt
 
+from retrotread.backoff import Backoff
+from retrotread.config import MqttConfig
 from retrotread.errors import RetrotreadError
-from retrotread.mqtt.bridge import MqttBridge, MqttSettings
+from retrotread.mqtt.bridge import MqttBridge
 from retrotread.mqtt.commands import Command
-from retrotread.service.supervisor import Backoff
 from tests.broker import Broker, free_port, make_tls_files
 
 
@@ -96,10 +97,8 @@ class Spy:
         return [json.loads(p) for t, p, _ in self.got if t == topic and p]
 
 
-def _settings(port: int, **kw: Any) -> MqttSettings:
-    return MqttSettings(
-        host="127.0.0.1", port=port, base_topic="retrotread/t1", device_id="t1", **kw
-    )
+def _settings(port: int, **kw: Any) -> MqttConfig:
+    return MqttConfig(host="127.0.0.1", port=port, base_topic="retrotread/t1", device_id="t1", **kw)
 
 
 async def _running(bridge: MqttBridge) -> asyncio.Task[None]:
@@ -202,7 +201,7 @@ async def test_reconnects_and_republishes_after_broker_restart(broker: Broker) -
 
 async def test_offline_published_on_clean_close(broker: Broker) -> None:
     handler = Handler()
-    bridge = MqttBridge(_settings(broker.port, keepalive_s=1), handler)
+    bridge = MqttBridge(_settings(broker.port), handler)
     task = await _running(bridge)
     await bridge.close()
     async with Spy(broker.port, ["retrotread/t1/availability"]) as spy:

@@ -18,7 +18,15 @@ from __future__ import annotations
 
 import asyncio
 
-from retrotread.errors import AttError
+from retrotread.errors import (
+    ATT_APPLICATION_ERROR,
+    ATT_CCCD_IMPROPERLY_CONFIGURED,
+    ATT_READ_NOT_PERMITTED,
+    ATT_REQUEST_NOT_SUPPORTED,
+    ATT_UNLIKELY_ERROR,
+    ATT_WRITE_NOT_PERMITTED,
+    AttError,
+)
 from retrotread.sim.gatt import (
     Advertisement,
     ConnectRefused,
@@ -53,13 +61,6 @@ MANUFACTURER_ID = 0xFFFF
 MANUFACTURER_DATA = b"toy"
 RSSI = -42
 TX_POWER = 4
-
-ATT_READ_NOT_PERMITTED = 0x02
-ATT_WRITE_NOT_PERMITTED = 0x03
-ATT_REQUEST_NOT_SUPPORTED = 0x06
-ATT_UNLIKELY_ERROR = 0x0E
-ATT_APPLICATION_ERROR = 0x80
-ATT_CCCD_IMPROPERLY_CONFIGURED = 0xFD
 
 
 def _char(uuid: str, *props: Property) -> GattCharacteristic:

@@ -25,6 +25,18 @@ class UnsupportedOpCode(DecodeError):
         super().__init__(char, data, f"op code 0x{op_code:02x} is not supported")
 
 
+# ATT error codes a GATT server answers with (Core Spec Vol 3 Part F §3.4.1.1; 0xFD and 0xFE
+# are the Common Profile and Service Error Codes of CSS Part B §1.2, which FTMS relies on).
+ATT_READ_NOT_PERMITTED = 0x02
+ATT_WRITE_NOT_PERMITTED = 0x03
+ATT_REQUEST_NOT_SUPPORTED = 0x06
+ATT_ATTRIBUTE_NOT_FOUND = 0x0A
+ATT_UNLIKELY_ERROR = 0x0E
+ATT_APPLICATION_ERROR = 0x80
+ATT_CCCD_IMPROPERLY_CONFIGURED = 0xFD
+ATT_PROCEDURE_IN_PROGRESS = 0xFE
+
+
 class AttError(RetrotreadError):
     """An ATT-level error a GATT server answers a request with (e.g. 0xFD, 0xFE)."""
 

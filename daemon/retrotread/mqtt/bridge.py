@@ -16,39 +16,18 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiomqtt
 
+from retrotread.backoff import Backoff
+from retrotread.config import MqttConfig
 from retrotread.errors import RetrotreadError
 from retrotread.mqtt.commands import Command, CommandError, Stop, parse_command
 from retrotread.mqtt.discovery import discovery_payload, discovery_topic
 from retrotread.mqtt.topics import Topics
-from retrotread.service.supervisor import Backoff
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    """Plain connection settings (validated config is turned into this at the edge)."""
-
-    host: str = "localhost"
-    port: int = 1883
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    device_id: str = "treadmill"
-    base_topic: str = "retrotread/treadmill"
-    client_id: str | None = None
-    discovery: bool = True
-    discovery_prefix: str = "homeassistant"
-    keepalive_s: int = 30
-    max_payload_bytes: int = 4096
 
 
 class CommandHandler(Protocol):
@@ -73,7 +52,7 @@ Item = tuple[str, bytes, int, bool]
 class MqttBridge:
     def __init__(
         self,
-        settings: MqttSettings,
+        settings: MqttConfig,
         handler: CommandHandler,
         *,
         backoff: Backoff | None = None,
@@ -81,7 +60,7 @@ class MqttBridge:
     ) -> None:
         self.settings = settings
         self.handler = handler
-        self.topics = Topics(settings.base_topic)
+        self.topics = Topics(settings.effective_base_topic)
         self.backoff = backoff or Backoff(1.0, 30.0)
         self.connected = False
         self._closing = False
@@ -260,7 +239,7 @@ class MqttBridge:
             while True:
                 item = await self._out.get()
                 await slots.acquire()
-                task = asyncio.create_task(one(item))
+                task = asyncio.create_task(one(item), name=f"mqtt-publish-{item[0]}")
                 inflight.add(task)
                 task.add_done_callback(inflight.discard)
         finally:
@@ -300,7 +279,7 @@ class MqttBridge:
             and self._client is not None
         ):
             # Home Assistant restarted: it needs discovery and retained state again.
-            self._spawn(self._announce(self._client))
+            self._spawn(self._announce(self._client), "mqtt-announce")
 
     def _on_command(self, data: bytes) -> None:
         try:
@@ -310,7 +289,7 @@ class MqttBridge:
             return
         if isinstance(command, Stop):
             # Stop is never delayed by other work: it does not queue behind commands.
-            self._spawn(self._execute(command))
+            self._spawn(self._execute(command), "mqtt-stop")
         else:
             self._commands.put_nowait(command)
 
@@ -331,8 +310,8 @@ class MqttBridge:
         else:
             self._result(command.id, command.action, True, None)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from retrotread.backoff import Backoff
 from retrotread.clock import Clock
 from retrotread.config import Config
 from retrotread.errors import ProfileError, RetrotreadError
@@ -33,7 +34,7 @@ from retrotread.profiles.engine import Engine, device_grids
 from retrotread.profiles.loader import ProfileSet, load_profiles
 from retrotread.profiles.model import Profile, check_profile
 from retrotread.service.runner import SessionRunner
-from retrotread.service.supervisor import Backoff, LinkState, Supervisor
+from retrotread.service.supervisor import LinkState, Supervisor
 from retrotread.sim.treadmill import SimTreadmill
 
 log = logging.getLogger(__name__)
@@ -120,27 +121,9 @@ class Daemon:
         self.bridge: Any = None
         use_mqtt = config.mqtt.enabled if mqtt is None else mqtt
         if use_mqtt:
-            from retrotread.mqtt.bridge import MqttBridge, MqttSettings
+            from retrotread.mqtt.bridge import MqttBridge
 
-            m = config.mqtt
-            settings = MqttSettings(
-                host=m.host,
-                port=m.port,
-                username=m.username,
-                password=m.password,
-                tls=m.tls,
-                ca_file=str(m.ca_file) if m.ca_file else None,
-                cert_file=str(m.cert_file) if m.cert_file else None,
-                key_file=str(m.key_file) if m.key_file else None,
-                device_id=m.device_id,
-                base_topic=m.effective_base_topic,
-                client_id=m.client_id,
-                discovery=m.discovery,
-                discovery_prefix=m.discovery_prefix,
-                keepalive_s=m.keepalive_s,
-                max_payload_bytes=m.max_payload_bytes,
-            )
-            self.bridge = MqttBridge(settings, self)
+            self.bridge = MqttBridge(config.mqtt, self)
             self.runner.add_listener(self.bridge.output)
             self.bridge.add_connection_listener(self._on_broker)
             self.health.broker = "connecting"
@@ -177,7 +160,9 @@ class Daemon:
             s = self.runner.session
             if s is not None and s.step is not None and s.step.state in ("running", "finishing"):
                 log.warning("MQTT broker lost: pausing the session (on_broker_loss = pause)")
-                asyncio.get_running_loop().create_task(self._pause_quietly())
+                asyncio.get_running_loop().create_task(
+                    self._pause_quietly(), name="pause-on-broker-loss"
+                )
 
     async def _pause_quietly(self) -> None:
         with contextlib.suppress(RetrotreadError):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import random
 from collections.abc import Callable
 
+from retrotread.backoff import Backoff
 from retrotread.clock import Clock
 from retrotread.errors import RetrotreadError
 from retrotread.link.events import LinkDown, LinkEvent
@@ -26,22 +26,6 @@ class LinkState(enum.StrEnum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     BACKOFF = "backoff"
-
-
-class Backoff:
-    """Capped exponential backoff with full jitter in [delay/2, delay]."""
-
-    def __init__(
-        self, initial_s: float = 1.0, max_s: float = 60.0, rng: random.Random | None = None
-    ) -> None:
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self.rng = rng or random.Random()
-
-    def delay(self, attempt: int) -> float:
-        """Delay before retry number ``attempt`` (1-based)."""
-        cap = min(self.max_s, self.initial_s * 2 ** max(0, attempt - 1))
-        return self.rng.uniform(cap / 2, cap)
 
 
 class Supervisor:

@@ -16,7 +16,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from retrotread.clock import Clock
-from retrotread.errors import AttError, DecodeError, UnsupportedOpCode
+from retrotread.errors import (
+    ATT_ATTRIBUTE_NOT_FOUND,
+    ATT_CCCD_IMPROPERLY_CONFIGURED,
+    ATT_PROCEDURE_IN_PROGRESS,
+    ATT_READ_NOT_PERMITTED,
+    ATT_REQUEST_NOT_SUPPORTED,
+    ATT_WRITE_NOT_PERMITTED,
+    AttError,
+    DecodeError,
+    UnsupportedOpCode,
+)
 from retrotread.ftms import control as cp
 from retrotread.ftms import uuids
 from retrotread.ftms.features import (
@@ -45,13 +55,6 @@ from retrotread.sim.gatt import (
     NotifySink,
     Subscription,
 )
-
-ATT_CCCD_IMPROPERLY_CONFIGURED = 0xFD
-ATT_PROCEDURE_IN_PROGRESS = 0xFE
-ATT_REQUEST_NOT_SUPPORTED = 0x06
-ATT_WRITE_NOT_PERMITTED = 0x03
-ATT_READ_NOT_PERMITTED = 0x02
-ATT_ATTRIBUTE_NOT_FOUND = 0x0A
 
 BeltState = Literal["idle", "pre_workout", "running", "paused", "stopped"]
 
