@@ -51,7 +51,7 @@ class Phone:
                 data = bytes(raw) if isinstance(raw, bytes | bytearray) else b""
                 try:
                     value: Any = json.loads(data) if data else None
-                except ValueError:
+                except (ValueError, RecursionError):  # it hears the commands it sends too
                     value = data.decode()
                 self.got.append((str(m.topic), value, bool(m.retain)))
 

@@ -3,8 +3,9 @@
 The only module that imports aiomqtt. aiomqtt v2 does not reconnect by itself, so ``run``
 loops around ``async with Client`` with capped, jittered backoff and republishes the
 retained availability, state, profiles and discovery after every (re)connect. Output
-listeners never block: telemetry is dropped while the broker is away (the session log
-keeps it), events are buffered (bounded), the latest state is kept for republishing.
+listeners never block: telemetry is dropped while the broker is away or the publisher is
+behind (the session log keeps it); results and events are held until a broker takes them;
+the latest state is republished on every connect.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import ssl
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal, NamedTuple, Protocol
 
 import aiomqtt
 
@@ -46,32 +48,64 @@ class CommandHandler(Protocol):
         ...
 
 
-Item = tuple[str, bytes, int, bool]
+Kind = Literal["telemetry", "state", "event", "result"]
+
+
+class _Out(NamedTuple):
+    """One message for the publisher."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    kind: Kind
 
 
 class MqttBridge:
+    """Publishes the daemon's outputs and answers every command on ``<base>/cmd``.
+
+    Output rules: results, states and events are never dropped (held while the broker is
+    away, sent again when a publish fails); telemetry is dropped first, whenever more than
+    ``telemetry_backlog`` samples wait. Commands wait in one queue of at most
+    ``command_backlog``; beyond that each is answered "too many commands, slow down".
+    Every way out of a live connection other than losing it says ``offline`` first.
+    """
+
     def __init__(
         self,
         settings: MqttConfig,
         handler: CommandHandler,
         *,
         backoff: Backoff | None = None,
-        event_buffer: int = 200,
+        telemetry_backlog: int = 100,
+        command_backlog: int = 64,
     ) -> None:
         self.settings = settings
         self.handler = handler
         self.topics = Topics(settings.effective_base_topic)
         self.backoff = backoff or Backoff(1.0, 30.0)
+        self.telemetry_backlog = telemetry_backlog
+        self.command_backlog = command_backlog
         self.connected = False
+        self.status = "connecting"
+        """What the link to the broker is doing, for people (systemd STATUS)."""
         self._closing = False
         self.connections = 0
         self._client: aiomqtt.Client | None = None
-        self._out: asyncio.Queue[Item] = asyncio.Queue(maxsize=1000)
-        self._events: deque[Item] = deque(maxlen=event_buffer)
+        self._offline_said = False
+        self._out: asyncio.Queue[_Out] = asyncio.Queue()  # unbounded: see the class doc
+        self._queued_telemetry = 0
+        self._held: deque[_Out] = deque()  # results and events waiting for a broker
         self._commands: asyncio.Queue[Command] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stops: set[asyncio.Task[None]] = set()
+        self._worker: asyncio.Task[None] | None = None
         self._connection_listeners: list[Callable[[bool], None]] = []
+        self._status_listeners: list[Callable[[str], None]] = []
+        self._last_problem: str | None = None
+        self.commands_received = 0
         self.results_sent = 0
+        self.refused_busy = 0
         self.dropped_telemetry = 0
 
     # ------------------------------------------------------------------ outputs
@@ -79,34 +113,38 @@ class MqttBridge:
     def add_connection_listener(self, listener: Callable[[bool], None]) -> None:
         self._connection_listeners.append(listener)
 
+    def add_status_listener(self, listener: Callable[[str], None]) -> None:
+        """Called with ``status`` whenever it changes (e.g. "retrying in 8 s (...)")."""
+        self._status_listeners.append(listener)
+
     def output(self, kind: str, payload: dict[str, Any]) -> None:
         """Runner listener: hand one output to the publisher without blocking."""
         if kind == "telemetry":
-            self._enqueue((self.topics.telemetry, _json(payload), 0, False), droppable=True)
+            self._enqueue(_Out(self.topics.telemetry, _json(payload), 0, False, "telemetry"))
         elif kind == "event":
-            self._enqueue((self.topics.event, _json(payload), 1, False))
+            self._enqueue(_Out(self.topics.event, _json(payload), 1, False, "event"))
         elif kind == "state":
-            self._enqueue((self.topics.state, _json(payload), 1, True))
+            self._enqueue(_Out(self.topics.state, _json(payload), 1, True, "state"))
 
-    def _enqueue(self, item: Item, droppable: bool = False) -> None:
+    def _enqueue(self, item: _Out) -> None:
         if not self.connected:
-            if droppable:
+            if item.kind == "telemetry":
+                self.dropped_telemetry += 1  # the session log keeps it
+            elif item.kind != "state":  # state is republished from the handler on connect
+                self._held.append(item)
+            return
+        if item.kind == "telemetry":
+            if self._queued_telemetry >= self.telemetry_backlog:
                 self.dropped_telemetry += 1
-            elif item[0] == self.topics.event:
-                self._events.append(item)
-            return  # state is republished from the handler on reconnect
-        try:
-            self._out.put_nowait(item)
-        except asyncio.QueueFull:
-            if droppable:
-                self.dropped_telemetry += 1
-            else:
-                log.warning("MQTT output queue full; dropped a message on %s", item[0])
+                return
+            self._queued_telemetry += 1
+        self._out.put_nowait(item)
 
     def _result(self, command_id: Any, action: str | None, ok: bool, error: str | None) -> None:
+        """Queue the one result of a command; cannot raise."""
         payload = {"id": command_id, "action": action, "ok": ok, "error": error}
         self.results_sent += 1
-        self._enqueue((self.topics.cmd_result, _json(payload), 1, False))
+        self._enqueue(_Out(self.topics.cmd_result, _json(payload), 1, False, "result"))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -131,39 +169,84 @@ class MqttBridge:
 
     async def run(self) -> None:
         """Stay connected until cancelled; reconnect with backoff (aiomqtt v2 does not)."""
-        worker = asyncio.create_task(self._command_worker(), name="mqtt-commands")
+        self._worker = asyncio.create_task(self._command_worker(), name="mqtt-commands")
         failures = 0
         try:
-            while True:
+            while not self._closing:
+                problem: str | None = None
                 try:
                     client = self._client_for()
                     async with client:
                         failures = 0
-                        await self._serve(client)
+                        await self._serve_and_say_offline(client)
                 except aiomqtt.MqttError as exc:
-                    me = asyncio.current_task()
-                    if self._closing or (me is not None and me.cancelling()):
+                    if self._closing or _cancelling():
                         # aiomqtt can turn our cancellation into an MqttError; going on would
                         # reconnect and leave a stale retained "online" behind.
                         return
-                    failures += 1
-                    level = logging.WARNING if failures == 1 else logging.DEBUG
-                    log.log(
-                        level, "MQTT broker %s:%s: %s", self.settings.host, self.settings.port, exc
+                    problem = _describe(exc)
+                except (ssl.SSLError, OSError, ValueError) as exc:
+                    # TLS files that cannot be used, a name that does not resolve, ...
+                    problem = (
+                        f"TLS: {_describe(exc)}"
+                        if isinstance(exc, ssl.SSLError)
+                        else (_describe(exc))
                     )
-                except ssl.SSLError as exc:
-                    failures += 1
-                    log.error("MQTT TLS problem: %s", exc)
                 finally:
-                    self._set_connected(False, None)
+                    self._connection_ended()
                 if self._closing:
                     return
-                await asyncio.sleep(self.backoff.delay(max(failures, 1)))
+                failures += 1
+                delay = self.backoff.delay(failures)
+                self._report_retry(problem or "connection closed", delay, failures)
+                await asyncio.sleep(delay)
         finally:
-            worker.cancel()
+            await self._stop_commands("the daemon is shutting down")
             for task in list(self._tasks):
                 task.cancel()
-            await asyncio.gather(worker, *self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _serve_and_say_offline(self, client: aiomqtt.Client) -> None:
+        """Serve one connection; leaving it for any reason but its loss says ``offline``.
+
+        The daemon's own bug, a cancellation and close() all end here; only a lost
+        connection does not (the broker publishes the last will for that one).
+        """
+        try:
+            await self._serve(client)
+        except aiomqtt.MqttError:
+            if self._closing or _cancelling():
+                await self._say_offline(client)
+            raise
+        except BaseException:
+            await self._say_offline(client)
+            raise
+
+    def _report_retry(self, problem: str, delay: float, failures: int) -> None:
+        s = self.settings
+        when = _seconds(delay)
+        # The first failure, or a different one, is news; the same one again is not.
+        news = failures == 1 or problem != self._last_problem
+        self._last_problem = problem
+        log.log(
+            logging.WARNING if news else logging.DEBUG,
+            "MQTT broker %s:%s: %s; retrying in %s",
+            s.host,
+            s.port,
+            problem,
+            when,
+        )
+        self._set_status(f"retrying in {when} ({problem})")
+
+    def _set_status(self, status: str) -> None:
+        if status == self.status:
+            return
+        self.status = status
+        for listener in list(self._status_listeners):
+            try:
+                listener(status)
+            except Exception as exc:
+                _failed("an MQTT status listener", exc)
 
     def _set_connected(self, value: bool, client: aiomqtt.Client | None) -> None:
         self._client = client
@@ -173,26 +256,45 @@ class MqttBridge:
         for listener in list(self._connection_listeners):
             try:
                 listener(value)
-            except Exception:
-                log.exception("connection listener failed")
+            except Exception as exc:
+                _failed("an MQTT connection listener", exc)
+
+    def _connection_ended(self) -> None:
+        """Keep what did not go out: results and events wait for the next connection."""
+        self._set_connected(False, None)
+        left = []
+        while not self._out.empty():
+            item = self._out.get_nowait()
+            if item.kind in ("result", "event"):
+                left.append(item)
+        self._queued_telemetry = 0
+        self._held.extend(left)  # after those whose publish was cut off: they are older
+        if self.status == "connected":
+            self._set_status("disconnected")
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         self.connections += 1
         self._client = client  # from now on close() can say "offline" on this connection
-        # Drop whatever queued for a previous connection: state is republished fresh.
-        while not self._out.empty():
-            self._out.get_nowait()
+        self._offline_said = False
         await client.subscribe(self.topics.cmd, qos=1)
         await client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
         await self._announce(client)
         self._set_connected(True, client)
-        while self._events:
-            self._out.put_nowait(self._events.popleft())
-        log.info("connected to MQTT broker %s:%s", self.settings.host, self.settings.port)
+        while self._held:
+            self._out.put_nowait(self._held.popleft())
+        if self._last_problem is not None:
+            log.warning("connected to MQTT broker %s:%s", self.settings.host, self.settings.port)
+        else:
+            log.info("connected to MQTT broker %s:%s", self.settings.host, self.settings.port)
+        self._last_problem = None
+        self._set_status("connected")
         publisher = asyncio.create_task(self._publisher(client), name="mqtt-publisher")
         try:
             async for message in client.messages:
-                self._on_message(message)
+                try:
+                    self._on_message(message)
+                except Exception as exc:  # one message never ends the connection
+                    _failed("handling an MQTT message", exc)
         finally:
             publisher.cancel()
             await asyncio.gather(publisher, return_exceptions=True)
@@ -223,23 +325,29 @@ class MqttBridge:
         Awaiting each PUBACK before the next publish caps throughput at one broker round
         trip per message, which a busy event loop stretches to milliseconds; the order on
         the wire is still the queue's, because each task hands its message to the client
-        in the order the tasks were created.
+        in the order the tasks were created. A result or event whose publish fails waits
+        for the next connection.
         """
         slots = asyncio.Semaphore(window)
         inflight: set[asyncio.Task[None]] = set()
 
-        async def one(item: Item) -> None:
+        async def one(item: _Out) -> None:
             try:
-                topic, payload, qos, retain = item
-                await client.publish(topic, payload, qos=qos, retain=retain)
+                await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+            except (aiomqtt.MqttError, asyncio.CancelledError):
+                if item.kind in ("result", "event"):
+                    self._held.append(item)
+                raise
             finally:
                 slots.release()
 
         try:
             while True:
                 item = await self._out.get()
+                if item.kind == "telemetry":
+                    self._queued_telemetry = max(0, self._queued_telemetry - 1)
                 await slots.acquire()
-                task = asyncio.create_task(one(item), name=f"mqtt-publish-{item[0]}")
+                task = asyncio.create_task(one(item), name=f"mqtt-publish-{item.topic}")
                 inflight.add(task)
                 task.add_done_callback(inflight.discard)
         finally:
@@ -248,16 +356,31 @@ class MqttBridge:
             await asyncio.gather(*inflight, return_exceptions=True)
 
     async def close(self, timeout_s: float = 3.0) -> None:
-        """Publish ``offline`` ourselves: a clean disconnect does not fire the last will."""
+        """Answer what is pending, then publish ``offline`` ourselves.
+
+        A clean disconnect does not fire the last will, so the daemon says it.
+        """
         self._closing = True
+        await self._stop_commands("the daemon is shutting down")
         client = self._client
-        if client is None:
+        if client is None or not self.connected:
             return
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
             async with asyncio.timeout(timeout_s):
                 while not self._out.empty():
-                    topic, payload, qos, retain = self._out.get_nowait()
-                    await client.publish(topic, payload, qos=qos, retain=retain)
+                    item = self._out.get_nowait()
+                    if item.kind != "telemetry":
+                        await client.publish(
+                            item.topic, item.payload, qos=item.qos, retain=item.retain
+                        )
+        await self._say_offline(client, timeout_s)
+
+    async def _say_offline(self, client: aiomqtt.Client, timeout_s: float = 2.0) -> None:
+        if self._offline_said:
+            return
+        self._offline_said = True
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError, OSError):
+            async with asyncio.timeout(timeout_s):
                 await client.publish(self.topics.availability, b"offline", qos=1, retain=True)
 
     # ------------------------------------------------------------------ inbound
@@ -282,16 +405,40 @@ class MqttBridge:
             self._spawn(self._announce(self._client), "mqtt-announce")
 
     def _on_command(self, data: bytes) -> None:
+        """Every payload on ``cmd`` leads to exactly one result, now or when it is done."""
+        self.commands_received += 1
         try:
             command = parse_command(data, self.settings.max_payload_bytes)
         except CommandError as exc:
             self._result(exc.command_id, exc.action, False, exc.message)
             return
-        if isinstance(command, Stop):
+        except Exception as exc:  # a bug in the parser must not cost the answer
+            _failed("reading a command", exc)
+            self._result(None, None, False, _internal("reading the command", exc))
+            return
+        if self._closing:
+            self._result(command.id, command.action, False, "the daemon is shutting down")
+        elif isinstance(command, Stop):
             # Stop is never delayed by other work: it does not queue behind commands.
-            self._spawn(self._execute(command), "mqtt-stop")
+            if len(self._stops) >= self.command_backlog:
+                self._busy(command)
+                return
+            task = asyncio.get_running_loop().create_task(self._execute(command), name="stop")
+            self._stops.add(task)
+            task.add_done_callback(self._stops.discard)
+        elif self._commands.qsize() >= self.command_backlog:
+            self._busy(command)
         else:
             self._commands.put_nowait(command)
+
+    def _busy(self, command: Command) -> None:
+        self.refused_busy += 1
+        self._result(
+            command.id,
+            command.action,
+            False,
+            f"too many commands, slow down ({self.command_backlog} are already waiting)",
+        )
 
     async def _command_worker(self) -> None:
         while True:
@@ -299,22 +446,97 @@ class MqttBridge:
             await self._execute(command)
 
     async def _execute(self, command: Command) -> None:
+        """Carry out one command and queue its one result; never raises but CancelledError."""
         try:
             await self.handler.handle(command)
+        except asyncio.CancelledError:
+            self._result(command.id, command.action, False, "the daemon is shutting down")
+            raise
         except RetrotreadError as exc:
             message = exc.message if isinstance(exc, CommandError) else str(exc)
-            self._result(command.id, command.action, False, message)
+            self._result(command.id, command.action, False, message or type(exc).__name__)
         except Exception as exc:
-            log.exception("command %s failed", command.action)
-            self._result(command.id, command.action, False, f"internal error: {exc}")
+            _failed(f"command {command.action}", exc)
+            self._result(command.id, command.action, False, _internal(command.action, exc))
         else:
             self._result(command.id, command.action, True, None)
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    async def _stop_commands(self, why: str) -> None:
+        """End the command worker and stops in flight; answer every command still waiting."""
+        tasks = [t for t in (self._worker, *self._stops) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        while not self._commands.empty():
+            command = self._commands.get_nowait()
+            self._result(command.id, command.action, False, why)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._spawned_done)
+
+    def _spawned_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if not isinstance(exc, aiomqtt.MqttError):
+                _failed(task.get_name(), exc)  # type: ignore[arg-type]
+
+
+def _cancelling() -> bool:
+    me = asyncio.current_task()
+    return me is not None and me.cancelling() > 0
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _seconds(delay: float) -> str:
+    return f"{delay:.0f} s" if delay >= 2 else f"{delay:.1f} s"
+
+
+def _internal(what: str, exc: BaseException) -> str:
+    return (
+        f"internal error while {what} ({type(exc).__name__}); the daemon carries on, "
+        "check the state before trying again"
+    )
+
+
+def _failed(what: str, exc: BaseException) -> None:
+    """One line for the operator; the traceback goes with it only at DEBUG."""
+    log.error(
+        "%s failed: %s: %s",
+        what,
+        type(exc).__name__,
+        _describe(exc),
+        exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
+    )
 
 
 def _json(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    """UTF-8 JSON for any payload; what JSON cannot carry is made safe, never raised."""
+    try:
+        return json.dumps(
+            payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return json.dumps(_safe(payload, 0), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _safe(value: Any, depth: int) -> Any:
+    if depth > 20:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, dict):
+        return {str(_safe(str(k), depth + 1)): _safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_safe(v, depth + 1) for v in value]
+    return _safe(str(value), depth + 1)
