@@ -11,8 +11,8 @@ from enum import IntEnum
 from typing import Any
 
 from retrotread.errors import DecodeError, UnsupportedOpCode
-from retrotread.ftms.fields import EncodeError, Field, Number, u
-from retrotread.ftms.status import STATUS_PARAMS, STOP_PAUSE_VALUES, _reverse
+from retrotread.ftms.fields import EncodeError, Field, Layout, ReservedCode, Value, enum, u
+from retrotread.ftms.status import STATUS_PARAMS
 
 CHAR = "2ad9"
 RESPONSE_CODE = 0x80
@@ -76,7 +76,7 @@ REQUEST_PARAMS: dict[int, tuple[Field, ...]] = {
     0x05: STATUS_PARAMS[0x08],
     0x06: STATUS_PARAMS[0x09],
     0x07: (),
-    0x08: (u("control", "u8"),),
+    0x08: STATUS_PARAMS[0x02],
     0x09: STATUS_PARAMS[0x0A],
     0x0A: STATUS_PARAMS[0x0B],
     0x0B: STATUS_PARAMS[0x0C],
@@ -87,13 +87,10 @@ REQUEST_PARAMS: dict[int, tuple[Field, ...]] = {
     0x10: STATUS_PARAMS[0x11],
     0x11: STATUS_PARAMS[0x12],
     0x12: STATUS_PARAMS[0x13],
-    0x13: (u("spin_down", "u8"),),
+    0x13: (enum("spin_down", SPIN_DOWN_CONTROL_VALUES),),
     0x14: STATUS_PARAMS[0x15],
 }
-_ENUM_PARAMS: dict[int, tuple[str, dict[int, str]]] = {
-    0x08: ("control", STOP_PAUSE_VALUES),
-    0x13: ("spin_down", SPIN_DOWN_CONTROL_VALUES),
-}
+_LAYOUTS = {op: Layout(params) for op, params in REQUEST_PARAMS.items()}
 
 
 @dataclass(frozen=True)
@@ -101,7 +98,7 @@ class ControlRequest:
     """One Control Point write: op code and its parameters by name."""
 
     op: ControlOp
-    values: dict[str, Number | str | None] = field(default_factory=dict)
+    values: dict[str, Value] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -119,40 +116,26 @@ def decode_control_request(data: bytes) -> ControlRequest:
     if not data:
         raise DecodeError(CHAR, data, "empty Control Point write")
     op = data[0]
-    params = REQUEST_PARAMS.get(op)
-    if params is None:
+    layout = _LAYOUTS.get(op)
+    if layout is None:
         raise UnsupportedOpCode(CHAR, data, op)
-    need = 1 + sum(f.size for f in params)
+    need = 1 + layout.size
     if len(data) != need:
         raise DecodeError(CHAR, data, f"{op_name(op)} takes {need} bytes, got {len(data)}")
-    values: dict[str, Number | str | None] = {}
-    offset = 1
-    for f in params:
-        values[f.name] = f.read(data, offset)
-        offset += f.size
-    if op in _ENUM_PARAMS:
-        key, table = _ENUM_PARAMS[op]
-        raw = int(values[key] or 0)
-        if raw not in table:
-            raise DecodeError(CHAR, data, f"{op_name(op)} parameter 0x{raw:02x} is reserved")
-        values[key] = table[raw]
+    try:
+        values = layout.read(data, 1, strict=True)
+    except ReservedCode as exc:  # a reserved Stop/Spin Down parameter: the server answers 0x03
+        raise DecodeError(
+            CHAR, data, f"{op_name(op)} parameter 0x{exc.raw:02x} is reserved"
+        ) from None
     return ControlRequest(ControlOp(op), values)
 
 
 def encode_control_request(op: int, values: dict[str, Any] | None = None) -> bytes:
-    params = REQUEST_PARAMS.get(op)
-    if params is None:
+    layout = _LAYOUTS.get(op)
+    if layout is None:
         raise EncodeError(f"control op 0x{op:02x} is reserved")
-    values = dict(values or {})
-    if op in _ENUM_PARAMS:
-        key, table = _ENUM_PARAMS[op]
-        values[key] = _reverse(table, values.get(key))
-    out = bytes([op])
-    for f in params:
-        if f.name not in values:
-            raise EncodeError(f"{op_name(op)} needs {f.name}")
-        out += f.write(values[f.name])
-    return out
+    return bytes([op]) + layout.write(values or {}, op_name(op))
 
 
 def request_control() -> bytes:

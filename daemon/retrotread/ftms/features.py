@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import IntFlag
+from functools import cached_property
 from typing import Any
 
 from retrotread.errors import DecodeError
-from retrotread.ftms.fields import EncodeError, Field, u
+from retrotread.ftms.fields import EncodeError, Field, Layout, u
 
 FEATURE_CHAR = "2acc"
 
@@ -110,6 +111,10 @@ class RangeSpec:
     maximum: Field
     increment: Field
 
+    @cached_property
+    def layout(self) -> Layout:
+        return Layout((self.minimum, self.maximum, self.increment))
+
 
 SPEED_RANGE = RangeSpec(
     "2ad4", "kmh", u("min", "u16", 100), u("max", "u16", 100), u("inc", "u16", 100)
@@ -175,20 +180,10 @@ def decode_range(spec: RangeSpec, data: bytes) -> SupportedRange:
     An increment of 0 (seen on cheap units) means "any value at the field's resolution".
     """
     data = bytes(data)
-    need = spec.minimum.size + spec.maximum.size + spec.increment.size
-    if len(data) < need:
-        raise DecodeError(spec.char, data, f"needs {need} bytes, got {len(data)}")
-    raws = []
-    offset = 0
-    signed = spec.minimum.fmt == "s16"
-    for f in (spec.minimum, spec.maximum, spec.increment):
-        raws.append(
-            int.from_bytes(
-                data[offset : offset + f.size], "little", signed=signed and f is not spec.increment
-            )
-        )
-        offset += f.size
-    lo, hi, inc = raws
+    layout = spec.layout
+    if len(data) < layout.size:
+        raise DecodeError(spec.char, data, f"needs {layout.size} bytes, got {len(data)}")
+    lo, hi, inc = layout.unpack(data)
     if lo > hi:
         raise DecodeError(spec.char, data, f"minimum {lo} is above maximum {hi}")
     return SupportedRange(lo, hi, inc or 1, spec.minimum.div, spec.unit)
@@ -197,9 +192,7 @@ def decode_range(spec: RangeSpec, data: bytes) -> SupportedRange:
 def encode_range(spec: RangeSpec, minimum: float, maximum: float, increment: float) -> bytes:
     if minimum > maximum or increment <= 0 or math.isnan(increment):
         raise EncodeError(f"bad range {minimum}..{maximum} step {increment}")
-    return (
-        spec.minimum.write(minimum) + spec.maximum.write(maximum) + spec.increment.write(increment)
-    )
+    return spec.layout.write({"min": minimum, "max": maximum, "inc": increment}, spec.char)
 
 
 def decode_speed_range(data: bytes) -> SupportedRange:

@@ -7,7 +7,7 @@ from enum import IntEnum
 from typing import Any
 
 from retrotread.errors import DecodeError
-from retrotread.ftms.fields import EncodeError, Field, Number, u
+from retrotread.ftms.fields import EncodeError, Field, Layout, Value, enum, u
 
 TRAINING_CHAR = "2ad3"
 STATUS_CHAR = "2ada"
@@ -106,7 +106,7 @@ SPIN_DOWN_VALUES = {1: "requested", 2: "success", 3: "error", 4: "stop_pedalling
 
 STATUS_PARAMS: dict[int, tuple[Field, ...]] = {
     0x01: (),
-    0x02: (u("control", "u8"),),
+    0x02: (enum("control", STOP_PAUSE_VALUES),),
     0x03: (),
     0x04: (),
     0x05: (u("target_speed_kmh", "u16", 100),),
@@ -136,11 +136,12 @@ STATUS_PARAMS: dict[int, tuple[Field, ...]] = {
         u("cw_kg_per_m", "u8", 100),
     ),
     0x13: (u("wheel_circumference_mm", "u16", 10),),
-    0x14: (u("spin_down", "u8"),),
+    0x14: (enum("spin_down", SPIN_DOWN_VALUES),),
     0x15: (u("targeted_cadence_per_min", "u16", 2),),
     0xFF: (),
 }
-_RESISTANCE_V10 = (u("target_resistance", "u8", 10),)
+_LAYOUTS = {op: Layout(params) for op, params in STATUS_PARAMS.items()}
+_RESISTANCE_V10 = Layout([u("target_resistance", "u8", 10)])
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class MachineStatus:
     """One Fitness Machine Status notification: op code, its parameters by name, padding."""
 
     op: int
-    values: dict[str, Number | str | None] = field(default_factory=dict)
+    values: dict[str, Value] = field(default_factory=dict)
     extra: bytes = field(default=b"", repr=False)
 
     @property
@@ -175,48 +176,22 @@ def decode_machine_status(data: bytes) -> MachineStatus:
     if not data:
         raise DecodeError(STATUS_CHAR, data, "empty status frame")
     op = data[0]
-    params = STATUS_PARAMS.get(op)
-    if params is None:
+    layout = _LAYOUTS.get(op)
+    if layout is None:
         return MachineStatus(op, {}, data[1:])
     if op == 0x07 and len(data) == 2:
-        params = _RESISTANCE_V10
-    need = 1 + sum(f.size for f in params)
+        layout = _RESISTANCE_V10
+    need = 1 + layout.size
     if len(data) < need:
         raise DecodeError(STATUS_CHAR, data, f"op 0x{op:02x} needs {need} bytes, got {len(data)}")
-    values: dict[str, Number | str | None] = {}
-    offset = 1
-    for f in params:
-        values[f.name] = f.read(data, offset)
-        offset += f.size
-    if op == 0x02:
-        values["control"] = STOP_PAUSE_VALUES.get(int(values["control"] or 0), "reserved")
-    elif op == 0x14:
-        values["spin_down"] = SPIN_DOWN_VALUES.get(int(values["spin_down"] or 0), "reserved")
-    return MachineStatus(op, values, data[offset:])
+    # An unnamed stop/pause or spin-down code reads as "reserved", not an error.
+    return MachineStatus(op, layout.read(data, 1), data[need:])
 
 
 def encode_machine_status(op: int, values: dict[str, Any] | None = None, pad_to: int = 0) -> bytes:
     """Encode a status frame; ``pad_to`` zero-pads like the CS-WP8 does (FTMS.md §12 #5)."""
-    params = STATUS_PARAMS.get(op)
-    if params is None:
+    layout = _LAYOUTS.get(op)
+    if layout is None:
         raise EncodeError(f"status op 0x{op:02x} is reserved")
-    values = dict(values or {})
-    if op == 0x02:
-        values["control"] = _reverse(STOP_PAUSE_VALUES, values.get("control"))
-    elif op == 0x14:
-        values["spin_down"] = _reverse(SPIN_DOWN_VALUES, values.get("spin_down"))
-    out = bytes([op])
-    for f in params:
-        if f.name not in values:
-            raise EncodeError(f"status op 0x{op:02x} needs {f.name}")
-        out += f.write(values[f.name])
-    return out.ljust(pad_to, b"\x00")
-
-
-def _reverse(table: dict[int, str], value: Any) -> int:
-    for code, name in table.items():
-        if value == name:
-            return code
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise EncodeError(f"unknown value {value!r}; expected one of {sorted(table.values())}")
+    frame = bytes([op]) + layout.write(values or {}, f"status op 0x{op:02x}")
+    return frame.ljust(pad_to, b"\x00")
