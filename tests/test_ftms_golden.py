@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -203,6 +204,36 @@ def test_truncated_frame_keeps_every_field_that_fits_whole() -> None:
 def test_flags_zero_is_a_four_byte_speed_only_frame() -> None:
     d = decode_treadmill_data(bytes.fromhex("0000 7100"))
     assert (d.values(), d.more_data, d.missing) == ({"speed_kmh": 1.13}, False, ())
+
+
+def test_one_flags_word_at_every_length_in_turn() -> None:
+    # The decoder compiles each flags word once and caches it: whole, cut and padded frames
+    # of the same flags word, in any order, must not leak into each other.
+    whole = frame("horizon_idle")  # 0x0484: speed, distance (u24), energy (5), elapsed
+    names = ("speed_kmh", "distance_m", "energy_kcal", "energy_per_hour_kcal")
+    names += ("energy_per_minute_kcal", "elapsed_s")
+    fits = {4: 1, 5: 1, 6: 1, 7: 2, 8: 2, 9: 3, 10: 3, 11: 4, 12: 5, 13: 5, 14: 6}
+    for length in [14, 4, 11, 15, 7, 14, 12, 4, 20, 9, 14, *range(4, 21)]:
+        data = whole + bytes(range(1, 7)) if length > 14 else whole
+        d = decode_treadmill_data(data[:length])
+        count = fits.get(length, 6)
+        assert (d.present, d.missing) == (names[:count], names[count:]), length
+        assert d.extra == (bytes(range(1, length - 13)) if length > 14 else b""), length
+
+
+def test_decoded_record_is_the_record_built_by_hand() -> None:
+    d = decode_treadmill_data(frame("life_fitness") + b"\x01")
+    built = TreadmillData(
+        **d.values(),  # type: ignore[arg-type]
+        flags=0x049E,
+        present=d.present,
+        missing=(),
+        extra=b"\x01",
+    )
+    assert d == built
+    assert hash(d) == hash(built)
+    assert repr(d) == repr(built)
+    assert replace(d, speed_kmh=1.0).speed_kmh == 1.0 and d.speed_kmh == 6.27
 
 
 def test_frame_too_short_for_any_announced_field_is_a_decode_error() -> None:

@@ -71,13 +71,6 @@ class Field:
     def raw_range(self) -> tuple[int, int]:
         return _RANGE[self.fmt]
 
-    def read(self, data: bytes, offset: int) -> Number | None:
-        """Decode this field at ``offset``; the caller checks there are ``size`` bytes."""
-        raw = int.from_bytes(data[offset : offset + self.size], "little", signed=_SIGNED[self.fmt])
-        if raw in self.na:
-            return None
-        return raw if self.div == 1 else raw / self.div
-
     def to_raw(self, value: Value) -> int:
         """The raw integer for ``value``, rounded to the nearest step; None encodes N/A.
 

@@ -6,12 +6,13 @@ only inverted bit: 0 means Instantaneous Speed IS present (FTMS 4.9.1.1).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from retrotread.errors import DecodeError
-from retrotread.ftms.fields import EncodeError, Field, Number, u
+from retrotread.ftms.fields import EncodeError, Field, Layout, Number, u
 
 CHAR = "2acd"
 
@@ -87,6 +88,15 @@ def _check_pace_width(pace_width: int) -> int:
 
 
 _GROUPS = {w: groups(w) for w in PACE_FIELDS}
+# Per group: its flags mask, its field names, and those with no "not available" value (a
+# sent group must carry them). What the encoder checks on every record.
+_SENT_IF = {
+    w: tuple(
+        (g.mask, tuple(f.name for f in g.fields), tuple(f.name for f in g.fields if not f.na))
+        for g in gs
+    )
+    for w, gs in _GROUPS.items()
+}
 
 
 @dataclass(frozen=True)
@@ -150,53 +160,113 @@ VALUE_FIELDS: tuple[str, ...] = tuple(
 )
 
 
+# Plans compiled per flags word, per pace width. A treadmill uses two or three flags words;
+# garbage can announce any of 65536, so the cache is emptied when it grows past this.
+_MAX_PLANS = 256
+
+
+class _Plan:
+    """One flags word compiled: the fields it announces, where each ends, one Layout per cut.
+
+    Built from the group table on first sight of the flags word, so the table stays the one
+    description of the layout.
+    """
+
+    __slots__ = (
+        "_cuts",
+        "_flags",
+        "ends",
+        "fields",
+        "names",
+        "pace",
+        "pace_index",
+        "size",
+        "whole",
+    )
+
+    def __init__(self, flags: int, pace_width: int) -> None:
+        announced = [g for g in _GROUPS[pace_width] if _gated(g, flags)]
+        self.fields = tuple(f for g in announced for f in g.fields)
+        self.names = tuple(f.name for f in self.fields)
+        ends, offset = [], 2
+        for f in self.fields:
+            offset += f.size
+            ends.append(offset)
+        self.ends = tuple(ends)  # frame offset just past each field
+        self.size = offset
+        self.pace = bool(flags & PACE_BITS)
+        # Index of the first field from the pace groups on (bits 5-12), or len(fields).
+        self.pace_index = sum(len(g.fields) for g in announced if g.bit < 5)
+        self._flags = flags
+        self._cuts: dict[int, tuple[Layout, dict[str, Any]]] = {}
+        self.whole = self.cut(len(self.fields))
+
+    def cut(self, count: int) -> tuple[Layout, dict[str, Any]]:
+        """The Layout of the first ``count`` fields and the record's attributes around them."""
+        plan = self._cuts.get(count)
+        if plan is None:
+            names = self.names
+            base: dict[str, Any] = dict.fromkeys(VALUE_FIELDS)
+            base.update(
+                more_data=bool(self._flags & MORE_DATA),
+                flags=self._flags,
+                present=names[:count],
+                missing=names[count:],
+                extra=b"",
+            )
+            plan = self._cuts[count] = (Layout(self.fields[:count]), base)
+        return plan
+
+
+_PLANS: dict[int, dict[int, _Plan]] = {w: {} for w in PACE_FIELDS}
+
+
+def _plan(flags: int, pace_width: int) -> _Plan:
+    plans = _PLANS[_check_pace_width(pace_width)]
+    plan = plans.get(flags)
+    if plan is None:
+        if len(plans) >= _MAX_PLANS:
+            plans.clear()
+        plan = plans[flags] = _Plan(flags, pace_width)
+    return plan
+
+
+_new = object.__new__
+
+
 def decode_treadmill_data(data: bytes, pace_width: int = 1) -> TreadmillData:
     """Decode one notification; short frames yield what fits, garbage yields DecodeError."""
     data = bytes(data)
-    if len(data) < 2:
+    size = len(data)
+    if size < 2:
         raise DecodeError(CHAR, data, "a Treadmill Data frame needs at least the 2-byte flags")
-    flags = int.from_bytes(data[:2], "little")
-    announced = [g for g in _GROUPS[_check_pace_width(pace_width)] if _gated(g, flags)]
-    if flags & PACE_BITS:
-        # FTMS.md §5.3: with pace present, everything from pace on is trusted only if the
-        # frame length adds up exactly under the chosen pace width.
-        expected = 2 + sum(g.size() for g in announced)
-        trust_after_pace = len(data) == expected
+    plan = _plan(data[0] | data[1] << 8, pace_width)
+    if size == plan.size or (size > plan.size and not plan.pace):
+        layout, base = plan.whole
+        extra = data[plan.size :]  # vendor bytes after the last field (FTMS.md §12 #4)
     else:
-        trust_after_pace = True
-
-    values: dict[str, Number | None] = {}
-    present: list[str] = []
-    missing: list[str] = []
-    offset = 2
-    cut = False
-    for group in announced:
-        if not trust_after_pace and group.bit >= 5:
-            missing.extend(f.name for f in group.fields)
-            continue
-        for f in group.fields:
-            # FTMS.md §5.4, §12 #8: a frame cut short (Matrix: 20 bytes) yields every field
-            # that fits whole, even within a group (its total energy, not its per-hour rate).
-            if cut or offset + f.size > len(data):
-                cut = True
-                missing.append(f.name)
-                continue
-            values[f.name] = f.read(data, offset)
-            present.append(f.name)
-            offset += f.size
-    if announced and not present:
-        raise DecodeError(
-            CHAR, data, f"frame of {len(data)} bytes is too short for any field its flags announce"
-        )
-    extra = data[offset:] if not cut and trust_after_pace else b""
-    return TreadmillData(
-        **values,  # type: ignore[arg-type]
-        more_data=bool(flags & MORE_DATA),
-        flags=flags,
-        present=tuple(present),
-        missing=tuple(missing),
-        extra=extra,
-    )
+        # FTMS.md §5.4, §12 #8: a frame cut short (Matrix: 20 bytes) yields every field that
+        # fits whole, even within a group (its total energy, not its per-hour rate).
+        count = bisect_right(plan.ends, size)
+        if plan.pace:
+            # FTMS.md §5.3: with pace present, everything from pace on is trusted only if
+            # the frame length adds up exactly under the chosen pace width.
+            count = min(count, plan.pace_index)
+        if count == 0:
+            raise DecodeError(
+                CHAR, data, f"frame of {size} bytes is too short for any field its flags announce"
+            )
+        layout, base = plan.cut(count)
+        extra = b""
+    # The dataclass __init__ (25 keyword arguments) would cost more than the whole decode;
+    # fill the frozen record's attributes directly, exactly as __init__ would store them.
+    record = _new(TreadmillData)
+    attrs = record.__dict__
+    attrs.update(base)
+    layout.read_into(attrs, data, 2)
+    if extra:
+        attrs["extra"] = extra
+    return record
 
 
 def _gated(group: Group, flags: int) -> bool:
@@ -205,17 +275,38 @@ def _gated(group: Group, flags: int) -> bool:
     return bool(flags & group.mask)
 
 
-def _record_groups(record: TreadmillData, pace_width: int) -> list[Group]:
-    """Groups to encode: a group is sent when any of its fields has a value."""
-    out = []
-    for g in _GROUPS[_check_pace_width(pace_width)]:
-        vals = [getattr(record, f.name) for f in g.fields]
-        if any(v is not None for v in vals):
-            for f, v in zip(g.fields, vals, strict=True):
-                if v is None and not f.na:
-                    raise EncodeError(f"{f.name} is required when its group is sent")
-            out.append(g)
-    return out
+def _record_mask(record: TreadmillData, pace_width: int) -> int:
+    """The groups to encode, as flags-bit masks: a group is sent when any field has a value."""
+    attrs = vars(record)
+    mask = 0
+    for bit, names, required in _SENT_IF[_check_pace_width(pace_width)]:
+        for name in names:
+            if attrs[name] is not None:
+                mask |= bit
+                for req in required:
+                    if attrs[req] is None:
+                        raise EncodeError(f"{req} is required when its group is sent")
+                break
+    return mask
+
+
+_ENCODERS: dict[int, dict[int, Layout]] = {w: {} for w in PACE_FIELDS}
+
+
+def _encode_groups(
+    record: TreadmillData, mask: int, pace_width: int, vendor_bits: int = 0
+) -> bytes:
+    """The frame carrying the groups in ``mask``; bit 0 (speed) is the inverted More Data."""
+    layouts = _ENCODERS[pace_width]
+    layout = layouts.get(mask)
+    if layout is None:
+        if len(layouts) >= _MAX_PLANS:
+            layouts.clear()
+        chosen = [f for g in _GROUPS[pace_width] if mask & g.mask for f in g.fields]
+        layout = layouts[mask] = Layout(chosen)
+    attrs = vars(record)
+    body = layout.pack([f.to_raw(attrs[f.name]) for f in layout.fields])
+    return ((mask ^ MORE_DATA) | vendor_bits).to_bytes(2, "little") + body
 
 
 def encode_treadmill_data(
@@ -228,25 +319,8 @@ def encode_treadmill_data(
     """
     if vendor_bits & ~RFU_MASK:
         raise EncodeError(f"vendor bits 0x{vendor_bits:04x} overlap defined flags")
-    chosen = _record_groups(record, pace_width)
-    return _encode_groups(record, chosen, vendor_bits) + bytes(vendor_bytes)
-
-
-def _encode_groups(record: TreadmillData, chosen: Iterable[Group], vendor_bits: int = 0) -> bytes:
-    chosen = list(chosen)
-    flags = vendor_bits
-    body = bytearray()
-    has_speed = False
-    for g in chosen:
-        if g.bit == 0:
-            has_speed = True
-        else:
-            flags |= g.mask
-        for f in g.fields:
-            body += f.write(getattr(record, f.name))
-    if not has_speed:
-        flags |= MORE_DATA
-    return flags.to_bytes(2, "little") + bytes(body)
+    mask = _record_mask(record, pace_width)
+    return _encode_groups(record, mask, pace_width, vendor_bits) + bytes(vendor_bytes)
 
 
 def split_treadmill_data(
@@ -256,7 +330,8 @@ def split_treadmill_data(
 
     Every fragment but the last has More Data = 1 and no speed; the last carries the speed.
     """
-    chosen = _record_groups(record, pace_width)
+    mask = _record_mask(record, pace_width)
+    chosen = [g for g in _GROUPS[pace_width] if mask & g.mask]
     speed = [g for g in chosen if g.bit == 0]
     rest = [g for g in chosen if g.bit != 0]
     if not speed:
@@ -275,7 +350,7 @@ def split_treadmill_data(
     if sum(x.size() for x in batches[-1]) + speed_size > room:
         batches.append([])
     batches[-1] = speed + batches[-1]
-    return [_encode_groups(record, b) for b in batches if b]
+    return [_encode_groups(record, sum(g.mask for g in b), pace_width) for b in batches if b]
 
 
 class TreadmillDataAssembler:
@@ -305,6 +380,10 @@ class TreadmillDataAssembler:
     def feed(self, frame: TreadmillData, now: float = 0.0) -> TreadmillData | None:
         if self._since is not None and now - self._since > self.max_age_s:
             self.reset()
+        if not frame.more_data and not self._present and not self._missing:
+            # A whole record in one frame (the usual case): nothing to merge it with.
+            self._since = None
+            return frame
         for name in frame.present:
             self._pending[name] = getattr(frame, name)
             if name not in self._present:
