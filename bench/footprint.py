@@ -18,7 +18,7 @@ from pathlib import Path
 import aiomqtt
 
 import _common
-from retrotread.service.demo import LocalBroker
+from retrotread.servers import free_port, mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
@@ -52,10 +52,11 @@ async def measure(pid: int, seconds: int) -> tuple[list[float], list[float]]:
 
 async def main(seconds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        async with LocalBroker(Path(tmp)) as broker:
+        port = free_port()
+        with mosquitto(Path(tmp), port):
             cfg = Path(tmp) / "config.toml"
             cfg.write_text(
-                f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ndevice_id = "bench"\n'
+                f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ndevice_id = "bench"\n'
                 f'[sessions]\ndir = "{tmp}/sessions"\n'
             )
             proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once
@@ -67,7 +68,7 @@ async def main(seconds: int) -> None:
             try:
                 await asyncio.sleep(3)  # imports, connect, announce
                 idle_cpu, idle_rss = await measure(proc.pid, seconds)
-                async with aiomqtt.Client("127.0.0.1", broker.port) as phone:
+                async with aiomqtt.Client("127.0.0.1", port) as phone:
                     await phone.publish(
                         "retrotread/bench/cmd", b'{"action": "start", "profile": "build-up"}', qos=1
                     )

@@ -26,9 +26,9 @@ import _common
 from retrotread.clock import RealClock
 from retrotread.config import Config, MqttConfig, SessionsConfig
 from retrotread.ftms.treadmill_data import TreadmillData
-from retrotread.link.inprocess import InProcessTransport
+from retrotread.servers import free_port, mosquitto
 from retrotread.service.app import Daemon
-from retrotread.service.demo import LocalBroker
+from retrotread.sim.inprocess import InProcessTransport
 from retrotread.sim.treadmill import SimConfig, SimTreadmill
 
 
@@ -57,20 +57,29 @@ class StampedSim(SimTreadmill):
 async def _transport(sim: SimTreadmill, ble: bool, stack: contextlib.AsyncExitStack) -> Any:
     if not ble:
         return InProcessTransport(sim)
-    from retrotread.sim.bluez import serve_for_demo
+    from retrotread.cli.demo import environment
+    from retrotread.link.bleak_transport import BleakTransport
+    from retrotread.sim.bluez import FakeBlueZ
+    from retrotread.sim.dbus_bus import PrivateBus
 
-    return await serve_for_demo(sim, stack)
+    bus = stack.enter_context(PrivateBus())
+    stack.enter_context(environment(bus.environ()))  # this process's bleak talks to that bus
+    fake = FakeBlueZ(bus_address=bus.address)
+    fake.add_peripheral(sim)
+    await stack.enter_async_context(fake)
+    return BleakTransport(address=sim.address, scan_timeout_s=5.0)
 
 
 async def run_case(ble: bool, trials: int, tmp: Path) -> tuple[list[float], list[float]]:
     stop_ms: list[float] = []
     tele_ms: list[float] = []
     async with contextlib.AsyncExitStack() as stack:
-        broker = await stack.enter_async_context(LocalBroker(tmp))
+        port = free_port()
+        stack.enter_context(mosquitto(tmp, port))
         sim = StampedSim(SimConfig(pre_workout_s=0.2, data_interval_s=0.05, accel_kmh_per_s=5.0))
         transport = await _transport(sim, ble, stack)
         config = Config(
-            mqtt=MqttConfig(host="127.0.0.1", port=broker.port, device_id="bench"),
+            mqtt=MqttConfig(host="127.0.0.1", port=port, device_id="bench"),
             sessions=SessionsConfig(dir=tmp / "sessions"),
         )
         daemon = Daemon(config, transport, RealClock(), sim=sim)
@@ -80,7 +89,7 @@ async def run_case(ble: bool, trials: int, tmp: Path) -> tuple[list[float], list
         received: list[tuple[float, int]] = []
 
         async def listen() -> None:
-            async with aiomqtt.Client("127.0.0.1", broker.port) as watcher:
+            async with aiomqtt.Client("127.0.0.1", port) as watcher:
                 await watcher.subscribe(f"{base}/telemetry")
                 async for m in watcher.messages:
                     now = time.perf_counter()
@@ -90,7 +99,7 @@ async def run_case(ble: bool, trials: int, tmp: Path) -> tuple[list[float], list
 
         listener = asyncio.create_task(listen())
         start = b'{"action": "start", "profile": "first-steps"}'
-        async with aiomqtt.Client("127.0.0.1", broker.port) as phone:
+        async with aiomqtt.Client("127.0.0.1", port) as phone:
             while not (daemon.treadmill.is_connected and daemon.bridge.connected):
                 await asyncio.sleep(0.01)
             for _ in range(trials):

@@ -22,9 +22,9 @@ import aiomqtt
 import _common
 from retrotread.clock import RealClock
 from retrotread.config import Config, MqttConfig, SessionsConfig
-from retrotread.link.inprocess import InProcessTransport
+from retrotread.servers import free_port, mosquitto
 from retrotread.service.app import Daemon
-from retrotread.service.demo import LocalBroker
+from retrotread.sim.inprocess import InProcessTransport
 from retrotread.sim.treadmill import SimConfig, SimTreadmill
 
 
@@ -80,8 +80,9 @@ async def main(counts: list[int], seconds: float) -> None:
     summary = []
     for n in counts:
         with tempfile.TemporaryDirectory() as tmp:
-            async with LocalBroker(Path(tmp)) as broker:
-                gaps, missed, samples = await run(n, seconds, Path(tmp), broker.port)
+            port = free_port()
+            with mosquitto(Path(tmp), port):
+                gaps, missed, samples = await run(n, seconds, Path(tmp), port)
         rows.append((f"{n:>3} treadmills: telemetry interval (ms)", gaps, ""))
         expected = n * seconds * 4
         summary.append((n, missed, samples, expected))

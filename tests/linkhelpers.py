@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from retrotread.clock import VirtualClock
 from retrotread.link.events import LinkEvent
 from retrotread.link.ftms_client import FtmsTreadmill
-from retrotread.link.inprocess import InProcessTransport
+from retrotread.sim.inprocess import InProcessTransport
 from retrotread.sim.treadmill import Faults, SimConfig, SimTreadmill
 
 T = TypeVar("T")

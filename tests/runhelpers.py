@@ -12,11 +12,11 @@ from typing import Any
 from retrotread.clock import VirtualClock
 from retrotread.config import SafetyConfig
 from retrotread.link.ftms_client import FtmsTreadmill
-from retrotread.link.inprocess import InProcessTransport
 from retrotread.profiles.engine import Engine, device_grids
 from retrotread.profiles.model import Profile
 from retrotread.service.runner import SessionRunner
 from retrotread.service.supervisor import Backoff, Supervisor
+from retrotread.sim.inprocess import InProcessTransport
 from retrotread.sim.treadmill import Faults, SimConfig, SimTreadmill
 
 

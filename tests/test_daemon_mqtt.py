@@ -19,9 +19,9 @@ import aiomqtt
 
 from retrotread.clock import ScaledClock
 from retrotread.config import Config, MqttConfig, SessionsConfig
-from retrotread.link.inprocess import InProcessTransport
 from retrotread.service.app import Daemon
 from retrotread.session.log import read_session
+from retrotread.sim.inprocess import InProcessTransport
 from retrotread.sim.treadmill import SimConfig, SimTreadmill
 from tests.broker import Broker
 

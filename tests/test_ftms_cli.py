@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from retrotread.ftms import command
+from retrotread.cli import decode as command
 
 ROOT = Path(__file__).resolve().parents[1]
 CITYSPORTS = "8424c8002100000100ffffff3c00400000"

@@ -15,11 +15,14 @@ import fitdecode
 import pytest
 import xmlschema
 
+from retrotread.config import MqttConfig
+from retrotread.mqtt.replay import publish_replay
 from retrotread.session.analysis import load
 from retrotread.session.export import to_csv, to_fit, to_tcx
 from retrotread.session.log import read_session
 from retrotread.session.plot import plot
-from retrotread.session.replay import check_codec, check_commands, replay_mqtt
+from retrotread.session.replay import check_codec, check_commands, replay_messages
+from retrotread.sim.rerun import rerun_control_point
 from tests.broker import Broker
 from tests.runhelpers import phase, profile, run_rig
 
@@ -84,7 +87,8 @@ async def test_replay_to_mqtt_in_order_with_values(session_log: Path, broker: Br
 
     task = asyncio.create_task(listen())
     await asyncio.wait_for(ready.wait(), 5)
-    sent = await replay_mqtt(log, "127.0.0.1", broker.port, "replay-test", rate=0)
+    mqtt = MqttConfig(host="127.0.0.1", port=broker.port)
+    sent = await publish_replay(mqtt, "replay-test", replay_messages(log), rate=0)
     async with asyncio.timeout(20):
         while len(got) < len(expected):
             await asyncio.sleep(0.01)
@@ -100,7 +104,7 @@ async def test_replay_to_mqtt_in_order_with_values(session_log: Path, broker: Br
 def test_through_sim_clean_log_has_no_divergence(session_log: Path) -> None:
     log = read_session(session_log)
     assert check_codec(log) == []
-    assert check_commands(log) == []
+    assert check_commands(log, rerun_control_point) == []
     p = cli("replay", str(session_log), "--through-sim")
     assert p.returncode == 0
     assert p.stdout.startswith("no divergence:")
@@ -118,7 +122,7 @@ def test_through_sim_pinpoints_an_altered_command(session_log: Path, tmp_path: P
     lines[idx] = json.dumps(rec)
     altered = tmp_path / "altered.jsonl"
     altered.write_text("\n".join(lines) + "\n")
-    found = check_commands(read_session(altered))
+    found = check_commands(read_session(altered), rerun_control_point)
     assert found
     assert found[0].t == pytest.approx(rec["t"], abs=0.2)
     assert found[0].recorded == "800201"

@@ -49,6 +49,10 @@ class LinkError(RetrotreadError):
     """The treadmill link failed or is not connected."""
 
 
+class BrokerError(RetrotreadError):
+    """The MQTT broker cannot be reached, refused us, or dropped us."""
+
+
 class ControlError(RetrotreadError):
     """A Control Point procedure did not succeed."""
 

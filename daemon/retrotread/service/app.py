@@ -1,7 +1,10 @@
 """Wiring: config -> treadmill link, supervisor, runner, MQTT bridge; commands -> runner.
 
 The one place that knows every part. Everything it builds is plain objects with injected
-clocks, so tests and ``demo`` build the same daemon the service runs.
+clocks, so tests and ``demo`` build the same daemon the service runs. ``daemon_for``
+builds it on the transport asked for (Bluetooth, the simulator in-process, or the
+simulator behind the fake BlueZ) and ``run_daemon`` runs it: ``run``, ``run --profile``
+and ``demo`` all go through these two.
 """
 
 from __future__ import annotations
@@ -9,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from retrotread.backoff import Backoff
-from retrotread.clock import Clock
+from retrotread.clock import Clock, RealClock, ScaledClock
 from retrotread.config import Config
-from retrotread.errors import ProfileError, RetrotreadError
+from retrotread.errors import ConfigError, ProfileError, RetrotreadError
 from retrotread.link.ftms_client import FtmsTreadmill
 from retrotread.link.transport import GattTransport
 from retrotread.mqtt.commands import (
@@ -35,9 +39,14 @@ from retrotread.profiles.loader import ProfileSet, load_profiles
 from retrotread.profiles.model import Profile, check_profile
 from retrotread.service.runner import SessionRunner
 from retrotread.service.supervisor import LinkState, Supervisor
-from retrotread.sim.treadmill import SimTreadmill
+
+if TYPE_CHECKING:
+    from retrotread.sim.treadmill import SimTreadmill
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+TransportKind = Literal["bluetooth", "simulator", "simulator-over-bluez"]
 
 
 @dataclass
@@ -267,3 +276,118 @@ class Daemon:
             with contextlib.suppress(RetrotreadError, TimeoutError):
                 async with asyncio.timeout(10):
                     await self.treadmill.disconnect()
+
+
+# ---------------------------------------------------------------------- wiring
+
+
+def clock_for(config: Config, speedup: float, simulated: bool) -> Clock:
+    """Real time, or time compressed ``speedup`` times for a simulated treadmill.
+
+    Compressed, the silence watchdog is kept at one real second or more: it counts clock
+    seconds, and at 120x 5 clock seconds are 42 real milliseconds, which a busy event loop
+    can miss without the link being in any trouble.
+    """
+    if speedup <= 0:
+        raise ConfigError("--speedup must be positive")
+    if speedup == 1.0:
+        return RealClock()
+    if not simulated:
+        raise ConfigError("--speedup only works with --simulate: a real belt runs in real time")
+    t = config.treadmill
+    t.silence_timeout_s = max(t.silence_timeout_s, min(120.0, speedup * 1.0))
+    return ScaledClock(speedup)
+
+
+@contextlib.asynccontextmanager
+async def daemon_for(
+    config: Config,
+    clock: Clock,
+    transport: TransportKind = "bluetooth",
+    *,
+    mqtt: bool | None = None,
+    turn_countdown_s: float | None = None,
+    bus_address: str | None = None,
+) -> AsyncIterator[Daemon]:
+    """The daemon on the treadmill ``transport`` names; what it holds is released on exit.
+
+    ``simulator-over-bluez`` serves a simulated treadmill behind a fake BlueZ on the
+    private D-Bus at ``bus_address``, which this process's bleak must already point at
+    (DBUS_SYSTEM_BUS_ADDRESS): the real BLE code path, with no radio.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        gatt, sim = await _transport(config, transport, bus_address, stack)
+        yield Daemon(config, gatt, clock, sim=sim, mqtt=mqtt, turn_countdown_s=turn_countdown_s)
+
+
+async def _transport(
+    config: Config,
+    kind: TransportKind,
+    bus_address: str | None,
+    stack: contextlib.AsyncExitStack,
+) -> tuple[GattTransport, SimTreadmill | None]:
+    from retrotread.link.bleak_transport import BleakTransport
+
+    if kind == "bluetooth":
+        t = config.treadmill
+        return BleakTransport(
+            address=t.address, name=t.name, adapter=t.adapter, scan_timeout_s=t.scan_timeout_s
+        ), None
+    from retrotread.sim.treadmill import SimTreadmill
+
+    sim = SimTreadmill()
+    if kind == "simulator":
+        from retrotread.sim.inprocess import InProcessTransport
+
+        return InProcessTransport(sim), sim
+    from retrotread.sim.bluez import FakeBlueZ
+
+    fake = FakeBlueZ(bus_address=bus_address)
+    fake.add_peripheral(sim)
+    await stack.enter_async_context(fake)
+    return BleakTransport(address=sim.address, scan_timeout_s=5.0), sim
+
+
+async def run_daemon(
+    daemon: Daemon,
+    job: Awaitable[T] | None = None,
+    *,
+    companions: Iterable[Coroutine[Any, Any, None]] = (),
+) -> T | None:
+    """Serve until SIGTERM/SIGINT, until ``job`` is done, or until a part of the daemon
+    fails; then shut down (belt stopped, log closed, ``offline``), every wait bounded.
+
+    ``job``'s result, or None when it did not finish. ``companions`` run alongside and
+    are cancelled at the end. A part's failure, or the job's, is raised.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+    serving = asyncio.create_task(daemon.run(stop), name="daemon")
+    stopping = asyncio.create_task(stop.wait(), name="stop-wait")
+    working = asyncio.ensure_future(job) if job is not None else None
+    if working is not None:
+        working.set_name("job")
+    others = [asyncio.create_task(c, name=f"companion-{i}") for i, c in enumerate(companions)]
+    try:
+        waiting = {serving, stopping} | ({working} if working is not None else set())
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.set()
+        for task in (stopping, working, *others):
+            if task is not None and not task.done():
+                task.cancel()
+        try:
+            await serving
+        finally:
+            rest = [stopping, *others] + ([working] if working is not None else [])
+            await asyncio.gather(*rest, return_exceptions=True)
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+    if working is None or not working.done() or working.cancelled():
+        return None
+    return working.result()

@@ -6,10 +6,11 @@ when the daemon is not run by systemd.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
+
+from retrotread.clock import Clock, RealClock
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,14 @@ class SystemdNotifier:
     def stopping(self) -> None:
         self.send("STOPPING=1\nSTATUS=stopping")
 
-    async def watchdog_loop(self) -> None:
+    async def watchdog_loop(self, clock: Clock | None = None) -> None:
         """WATCHDOG=1 at half the interval systemd asked for, from the main loop."""
         if self.watchdog_s is None:
             return
+        clock = clock or RealClock()
         while True:
             self.send("WATCHDOG=1")
-            await asyncio.sleep(self.watchdog_s / 2)
+            await clock.sleep(self.watchdog_s / 2)
 
     def close(self) -> None:
         if self._sock is not None:

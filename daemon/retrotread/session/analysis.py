@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +33,7 @@ class PhaseStats:
     distance_m: float = 0.0
     mean_speed_kmh: float | None = None
     mean_incline_pct: float | None = None
-    mean_heart_rate_bpm: float | None = None
+    mean_heart_rate_bpm: int | None = None
     max_heart_rate_bpm: int | None = None
     max_speed_kmh: float | None = None
 
@@ -82,7 +83,17 @@ class SessionView:
 
     @property
     def heart_rates(self) -> list[int]:
-        return [s.heart_rate_bpm for s in self.samples if s.heart_rate_bpm]
+        return heart_rates(self.samples)
+
+
+def heart_rates(samples: Iterable[Sample]) -> list[int]:
+    """The heart-rate readings among ``samples`` (absent or 0: no reading)."""
+    return [s.heart_rate_bpm for s in samples if s.heart_rate_bpm]
+
+
+def mean_bpm(rates: Sequence[int]) -> int | None:
+    """The mean of heart-rate readings in whole beats per minute; None without any."""
+    return round(sum(rates) / len(rates)) if rates else None
 
 
 def _num(v: Any) -> float | None:
@@ -132,13 +143,13 @@ def analyse(log: SessionLog) -> SessionView:
         inside = [s for s in samples if ph.start_t <= s.t < stop]
         speeds = [s.speed_kmh for s in inside if s.speed_kmh is not None]
         inclines = [s.incline_pct for s in inside if s.incline_pct is not None]
-        hrs = [s.heart_rate_bpm for s in inside if s.heart_rate_bpm]
+        hrs = heart_rates(inside)
         dist = [s.distance_m for s in inside if s.distance_m is not None]
         ph.distance_m = (max(dist) - min(dist)) if len(dist) > 1 else 0.0
         ph.mean_speed_kmh = sum(speeds) / len(speeds) if speeds else None
         ph.max_speed_kmh = max(speeds) if speeds else None
         ph.mean_incline_pct = sum(inclines) / len(inclines) if inclines else None
-        ph.mean_heart_rate_bpm = sum(hrs) / len(hrs) if hrs else None
+        ph.mean_heart_rate_bpm = mean_bpm(hrs)
         ph.max_heart_rate_bpm = max(hrs) if hrs else None
         view.phases.append(ph)
     return view

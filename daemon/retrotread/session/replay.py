@@ -1,25 +1,25 @@
-"""``retrotread replay LOG``: to MQTT for dashboards, or through the simulator as a regression.
+"""Replaying a session: its messages for MQTT, and the checks of a re-run against the log.
 
-``--mqtt`` republishes the session's telemetry, events and state on the SPEC.md §3 topics,
-every payload marked ``"replay": true`` (state is not retained, so the live retained state
-is left alone), at the original pace, ``--rate N`` times faster, or ``--rate 0`` at once.
+``replay_messages`` gives the session's telemetry, events and state as the SPEC.md §3
+payloads, every one marked ``"replay": true``, with the time each was recorded at.
 
-``--through-sim`` feeds the recorded raw frames back through today's codec and re-runs the
-recorded Control Point writes, at their recorded times, against a fresh simulator set up
-with the recorded treadmill's ranges; it reports each place the re-run differs.
+``check_codec`` feeds the recorded raw frames back through today's codec; ``check_commands``
+compares the recorded Control Point answers with those of a re-run (``rerun``: the recorded
+writes at their times against a fresh simulator set up like the recorded treadmill). Each
+reports every place where the re-run differs.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from retrotread.errors import AttError, DecodeError, RetrotreadError
-from retrotread.session.log import SessionLog, read_session
+from retrotread.errors import DecodeError
+from retrotread.session.log import SessionLog
+
+Rerun = Callable[[Sequence[tuple[float, bytes]], Mapping[str, Any]], list[tuple[float, str]]]
+"""(writes at their times, the header's treadmill) -> the answers, as (time, hex or code)."""
 
 
 @dataclass(frozen=True)
@@ -68,53 +68,17 @@ def check_codec(log: SessionLog, pace_width: int = 1) -> list[Divergence]:
 # ------------------------------------------------------------------ through the simulator
 
 
-def _sim_for(log: SessionLog) -> Any:
-    from retrotread.sim.treadmill import SimConfig, SimTreadmill
-
-    tm = (log.header or {}).get("treadmill") or {}
-    cfg = SimConfig()
-    sr, ir = tm.get("speed_range"), tm.get("incline_range")
-    if isinstance(sr, list) and len(sr) == 3:
-        cfg.speed_min_kmh, cfg.speed_max_kmh, cfg.speed_increment_kmh = (float(x) for x in sr)
-    if isinstance(ir, list) and len(ir) == 3:
-        cfg.incline_min_pct, cfg.incline_max_pct, cfg.incline_increment_pct = (float(x) for x in ir)
-    elif "incline_range" in tm:
-        cfg.incline_supported = False
-    return SimTreadmill(cfg)
-
-
-def check_commands(log: SessionLog) -> list[Divergence]:
+def check_commands(log: SessionLog, rerun: Rerun) -> list[Divergence]:
     """Re-run the recorded Control Point writes; compare the answers with the recorded ones."""
-    from retrotread.ftms import uuids
-
-    sim = _sim_for(log)
-    answers: list[tuple[float, str]] = []
-    sim.connect(
-        lambda uuid, value: (
-            answers.append((sim.now, value.hex())) if uuid == uuids.CONTROL_POINT else None
-        ),
-        lambda reason: None,
-    )
-    for char in (uuids.TREADMILL_DATA, uuids.MACHINE_STATUS, uuids.TRAINING_STATUS):
-        sim.subscribe(char, "notify")
-    sim.subscribe(uuids.CONTROL_POINT, "indicate")
     recorded = [
         (float(r["t"]), str(r["hex"]))
         for r in log.records
         if r.get("type") == "rx" and r.get("char") == "2ad9"
     ]
-    writes = [(float(r["t"]), str(r["hex"])) for r in log.records if r.get("type") == "tx"]
-    for t, hexdata in writes:
-        sim.advance_to(t)
-        try:
-            sim.write(uuids.CONTROL_POINT, bytes.fromhex(hexdata))
-        except AttError as exc:
-            answers.append((t, f"att-error-{exc.code:02x}"))
-        # The recorded client waited for each indication before its next write; so does
-        # the re-run (bounded, in case the simulator never answers).
-        deadline = sim.now + 5.0
-        while sim.procedure_pending and sim.now < deadline:
-            sim.advance_to(sim.now + 0.01)
+    writes = [
+        (float(r["t"]), bytes.fromhex(str(r["hex"]))) for r in log.records if r.get("type") == "tx"
+    ]
+    answers = rerun(writes, (log.header or {}).get("treadmill") or {})
     out: list[Divergence] = []
     for i in range(max(len(recorded), len(answers))):
         rec = recorded[i] if i < len(recorded) else None
@@ -135,84 +99,18 @@ def check_commands(log: SessionLog) -> list[Divergence]:
 # ------------------------------------------------------------------ to MQTT
 
 
-async def replay_mqtt(
-    log: SessionLog,
-    host: str,
-    port: int,
-    base: str,
-    rate: float,
-    username: str | None = None,
-    password: str | None = None,
-) -> int:
-    import aiomqtt
-
-    sent = 0
-    start = asyncio.get_running_loop().time()
-    async with aiomqtt.Client(host, port, username=username, password=password) as client:
-        for rec in log.records:
-            kind = rec.get("type")
-            if kind not in ("telemetry", "event", "state"):
-                continue
-            t = float(rec.get("t", 0.0))
-            if rate > 0:
-                delay = start + t / rate - asyncio.get_running_loop().time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            payload = {k: v for k, v in rec.items() if k not in ("type",)}
-            if kind == "event":
-                payload["type"] = payload.pop("event", "event")
-            payload["replay"] = True
-            payload.setdefault("session_id", (log.header or {}).get("session_id"))
-            qos = 0 if kind == "telemetry" else 1
-            await client.publish(f"{base}/{kind}", json.dumps(payload), qos=qos, retain=False)
-            sent += 1
-    return sent
-
-
-# ------------------------------------------------------------------ command
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("log", metavar="LOG", type=Path)
-    how = parser.add_mutually_exclusive_group(required=True)
-    how.add_argument("--mqtt", action="store_true", help="republish to the MQTT broker")
-    how.add_argument(
-        "--through-sim", action="store_true", help="re-run through codec and simulator"
-    )
-    parser.add_argument("--rate", type=float, default=1.0, help="N times faster; 0 = at once")
-    parser.add_argument("-c", "--config", type=Path, help="config file (broker, base topic)")
-    parser.add_argument("--host", help="broker host (overrides config)")
-    parser.add_argument("--port", type=int, help="broker port (overrides config)")
-    parser.add_argument("--base-topic", help="base topic (overrides config)")
-
-
-def run(args: argparse.Namespace) -> int:
-    log = read_session(args.log)
-    for note in log.notes():
-        print(f"note: {note}")
-    if args.through_sim:
-        found = check_codec(log) + check_commands(log)
-        found.sort(key=lambda d: d.t)
-        if not found:
-            n_tx = sum(1 for r in log.records if r.get("type") == "tx")
-            n_rx = sum(1 for r in log.records if r.get("type") == "rx")
-            print(f"no divergence: {n_rx} frames re-decoded, {n_tx} commands re-run")
-            return 0
-        print(f"{len(found)} divergence(s):")
-        for d in found[:50]:
-            print(f"  {d}")
-        return 1
-    if args.rate < 0:
-        raise RetrotreadError("--rate must be 0 or more")
-    from retrotread.service.run_command import resolve_config
-
-    config = resolve_config(args.config)
-    m = config.mqtt
-    base = args.base_topic or m.effective_base_topic
-    sent = asyncio.run(
-        replay_mqtt(
-            log, args.host or m.host, args.port or m.port, base, args.rate, m.username, m.password
-        )
-    )
-    print(f'replayed {sent} messages to {base}/ (marked "replay": true)')
-    return 0
+def replay_messages(log: SessionLog) -> list[tuple[float, str, dict[str, Any]]]:
+    """(t, "telemetry" | "event" | "state", payload) for each such record, marked as a replay."""
+    session_id = (log.header or {}).get("session_id")
+    out = []
+    for rec in log.records:
+        kind = rec.get("type")
+        if kind not in ("telemetry", "event", "state"):
+            continue
+        payload = {k: v for k, v in rec.items() if k != "type"}
+        if kind == "event":
+            payload["type"] = payload.pop("event", "event")
+        payload["replay"] = True
+        payload.setdefault("session_id", session_id)
+        out.append((float(rec.get("t", 0.0)), str(kind), payload))
+    return out

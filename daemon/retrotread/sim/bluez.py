@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import socket
 from collections import Counter
 from dataclasses import dataclass
@@ -1170,36 +1169,6 @@ class FakeBlueZ:
                 link.forget()
                 return
         raise _bluez_error("DoesNotExist", "Does Not Exist")
-
-
-# ---------------------------------------------------------------------------- demo wiring
-
-
-async def serve_for_demo(peripheral: Peripheral, stack: contextlib.AsyncExitStack) -> Any:
-    """A private bus + fake BlueZ serving ``peripheral``; returns a bleak transport to it.
-
-    Points this process's bleak at the private bus (DBUS_SYSTEM_BUS_ADDRESS, PATH) until
-    ``stack`` closes.
-    """
-    from retrotread.link.bleak_transport import BleakTransport
-    from retrotread.sim.dbus_bus import PrivateBus
-
-    bus = await stack.enter_async_context(PrivateBus())
-    for key, value in bus.environ().items():
-        stack.callback(_restore_env, key, os.environ.get(key))
-        os.environ[key] = value
-    fake = FakeBlueZ()
-    fake.add_peripheral(peripheral)
-    await fake.start(bus.address)
-    stack.push_async_callback(fake.stop)
-    return BleakTransport(address=peripheral.address, scan_timeout_s=5.0)
-
-
-def _restore_env(key: str, previous: str | None) -> None:
-    if previous is None:
-        os.environ.pop(key, None)
-    else:
-        os.environ[key] = previous
 
 
 __all__ = [

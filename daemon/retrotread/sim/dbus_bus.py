@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import shutil
 import stat
-import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
 
 from retrotread.errors import RetrotreadError
+from retrotread.servers import ServerError, ServerProcess
 
 # A system-type bus (bleak connects with BusType.SYSTEM) that anyone may own names on,
 # send to and eavesdrop on: it lives in a private temp dir and exists for one test/run.
@@ -60,7 +59,7 @@ class PrivateBus:
         self.address = ""
         self.bin_dir: Path | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._server: ServerProcess | None = None
 
     def start(self) -> str:
         """Start the daemon and return its address; raises DBusUnavailable."""
@@ -72,50 +71,30 @@ class PrivateBus:
             )
         self._tmp = tempfile.TemporaryDirectory(prefix="retrotread-bus-")
         root = Path(self._tmp.name)
+        sock = root / "bus.sock"
         conf = root / "bus.conf"
-        conf.write_text(CONFIG.format(socket=root / "bus.sock"))
-        errors = root / "dbus-daemon.err"
-        with errors.open("wb") as err:
-            self._proc = subprocess.Popen(
-                [
-                    binary,
-                    "--config-file",
-                    str(conf),
-                    "--nofork",
-                    "--nopidfile",
-                    "--print-address=1",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=err,
-            )
-        stdout = self._proc.stdout
-        assert stdout is not None  # PIPE was asked for
+        conf.write_text(CONFIG.format(socket=sock))
+        self._server = ServerProcess(
+            "dbus-daemon",
+            [binary, "--config-file", str(conf), "--nofork", "--nopidfile"],
+            sock,
+            errors=root / "dbus-daemon.err",
+            start_timeout_s=START_TIMEOUT_S,
+        )
         try:
-            ready, _, _ = select.select([stdout], [], [], START_TIMEOUT_S)
-            line = stdout.readline().decode().strip() if ready else ""
-        finally:
-            stdout.close()
-        if not line:
-            why = errors.read_text(errors="replace").strip().splitlines()
+            self._server.start()
+        except ServerError as exc:
             self.stop()
-            raise DBusUnavailable(
-                "dbus-daemon did not start" + (f": {why[-1]}" if why else " (no address printed)")
-            )
-        self.address = line
+            raise DBusUnavailable(str(exc)) from None
+        self.address = f"unix:path={sock}"
         self.bin_dir = bluetoothctl_stub(root / "bin")
-        return line
+        return self.address
 
     def stop(self) -> None:
         """Stop the daemon and delete the temp dir; safe to call twice."""
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from retrotread.config import config_to_display
+from retrotread.cli._shared import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retrotread.service.run_command import resolve_config
+    from retrotread.config import config_to_display
 
-    config = resolve_config(args.config)  # ConfigError -> one line, exit 2 (cli.main)
+    config = load_config(args.config)  # ConfigError -> one line, exit 2 (cli.main)
     print(json.dumps(config_to_display(config), indent=2))
     return 0

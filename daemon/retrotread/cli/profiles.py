@@ -8,7 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrotread.config import SafetyConfig, find_config_path, load_config
+from retrotread.cli._shared import fmt_time, load_config
+from retrotread.config import SafetyConfig
 from retrotread.errors import ProfileError
 from retrotread.profiles.engine import Step, device_grids, plan
 from retrotread.profiles.loader import load_profile_file, load_profiles
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one action; 0 on success, 1 when ``check`` refused a file."""
-    config = load_config(find_config_path(args.config))  # ConfigError: one line (cli.main)
+    config = load_config(args.config)  # ConfigError: one line (cli.main)
     if args.profiles_command == "check":
         return _check(args.files, config.safety)
     profiles = load_profiles(config.profiles.dirs)
@@ -57,12 +58,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def fmt_duration(seconds: float) -> str:
-    """m:ss."""
-    s = max(0, round(seconds))
-    return f"{s // 60}:{s % 60:02d}"
-
-
 def _list(profiles: list[Profile], *, as_json: bool) -> None:
     if as_json:
         print(json.dumps([p.summary() for p in profiles], indent=2))
@@ -70,7 +65,7 @@ def _list(profiles: list[Profile], *, as_json: bool) -> None:
     print(f"{'NAME':<16} {'DURATION':>8} {'BACKWARD':>8} {'MAX km/h':>8} {'MAX %':>6}  TITLE")
     for p in profiles:
         print(
-            f"{p.name:<16} {fmt_duration(p.duration_s):>8} {fmt_duration(p.backward_s):>8} "
+            f"{p.name:<16} {fmt_time(p.duration_s):>8} {fmt_time(p.backward_s):>8} "
             f"{p.max_speed_kmh:>8g} {p.max_incline_pct:>6g}  {p.title}"
         )
 
@@ -90,7 +85,7 @@ def _check(files: list[Path], limits: SafetyConfig) -> int:
             for line in found:
                 print(f"FAIL {path}: {line}")
         else:
-            length = fmt_duration(profile.duration_s)
+            length = fmt_time(profile.duration_s)
             print(f"ok   {path}: {profile.name} ({length}, {len(profile.phases)} phases)")
     return 1 if bad else 0
 
@@ -100,12 +95,12 @@ def _show(profile: Profile, limits: SafetyConfig) -> None:
     if profile.description:
         print(profile.description.strip())
     print(
-        f"\n{len(profile.phases)} phases, {fmt_duration(profile.duration_s)} in all, "
-        f"{fmt_duration(profile.backward_s)} backward\n"
+        f"\n{len(profile.phases)} phases, {fmt_time(profile.duration_s)} in all, "
+        f"{fmt_time(profile.backward_s)} backward\n"
     )
     for i, ph in enumerate(profile.phases, 1):
         print(
-            f"{i}. {ph.name} — {ph.direction}, {fmt_duration(ph.duration_s)}, "
+            f"{i}. {ph.name} — {ph.direction}, {fmt_time(ph.duration_s)}, "
             f"{ph.speed_kmh:g} km/h, {ph.incline_pct:g} %, reached within {ph.ramp_s:g} s"
         )
         if ph.cue:
@@ -132,7 +127,7 @@ def plan_summary(profile: Profile, limits: Limits) -> list[str]:
             continue
         t0 = mine[0][0]
         speed = _reached(mine, "speed", device.speed.value(device.speed.snap(ph.speed_kmh)))
-        parts = [f"{i + 1}. from {fmt_duration(t0)}: {ph.speed_kmh:g} km/h {speed}"]
+        parts = [f"{i + 1}. from {fmt_time(t0)}: {ph.speed_kmh:g} km/h {speed}"]
         if device.incline is not None:
             want = device.incline.value(device.incline.snap(ph.incline_pct))
             parts.append(f"{ph.incline_pct:g} % {_reached(mine, 'incline', want)}")
@@ -159,5 +154,5 @@ def _reached(series: list[tuple[float, Step]], q: str, want: float) -> str:
     for t, s in series:
         value = s.target_speed_kmh if q == "speed" else s.target_incline_pct
         if value == want:
-            return "from the start" if t == t0 else f"after {fmt_duration(t - t0)}"
+            return "from the start" if t == t0 else f"after {fmt_time(t - t0)}"
     return "not reached"

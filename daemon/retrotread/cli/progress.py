@@ -5,12 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-
-def fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    s = max(0, round(seconds))
-    return f"{s // 60}:{s % 60:02d}"
+from retrotread.cli._shared import fmt_time
 
 
 def _num(v: Any, spec: str = ".1f") -> str:

@@ -1,0 +1,155 @@
+"""``retrotread demo``: the whole pipeline on this machine with nothing to configure.
+
+A simulated treadmill (behind a fake BlueZ on a private D-Bus when ``dbus-daemon`` is
+here, so the real bleak code path runs), a private Mosquitto on a free port, the daemon,
+and a phone that starts a profile over MQTT (and says "resume" after each turn-around,
+as the walker would), with live progress from the MQTT telemetry.
+
+Started in this order and stopped in the reverse one: the broker and the private bus
+outlive the event loop, so bleak has let go of the bus before it goes away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from retrotread.cli._shared import fmt_time
+
+if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep that cheap
+    from retrotread.service.app import TransportKind
+    from retrotread.sim.dbus_bus import PrivateBus
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--speedup", type=float, default=1.0, help="compress time N times")
+    parser.add_argument(
+        "--profile", default="hill-intro", help="profile to run (default hill-intro)"
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="skip the fake BlueZ and talk to the simulator directly",
+    )
+    parser.add_argument("--sessions-dir", type=Path, help="where the session log goes")
+
+
+def default_demo_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "retrotread" / "demo-sessions"
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for this process; put the old values back on exit."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in before.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _private_bus(stack: contextlib.ExitStack) -> PrivateBus | None:
+    """A private bus that this process's bleak points at, or None (then: in-process)."""
+    from retrotread.sim.dbus_bus import DBusUnavailable, PrivateBus
+
+    if not shutil.which("dbus-daemon"):
+        print("(no dbus-daemon here: using the simulator in-process)")
+        return None
+    try:
+        bus = stack.enter_context(PrivateBus())
+    except DBusUnavailable as exc:
+        print(f"(fake BlueZ unavailable: {exc}; using the simulator in-process)")
+        return None
+    stack.enter_context(environment(bus.environ()))
+    return bus
+
+
+def run(args: argparse.Namespace) -> int:
+    from retrotread.servers import free_port, mosquitto
+
+    sessions = args.sessions_dir or default_demo_dir()
+    with (
+        tempfile.TemporaryDirectory(prefix="retrotread-demo-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        port = free_port()
+        stack.enter_context(mosquitto(Path(tmp), port))
+        bus = None if args.in_process else _private_bus(stack)
+        outcome, log_path = asyncio.run(_demo(args, port, sessions, bus))
+    if "error" in outcome:
+        print(f"the daemon refused the start: {outcome['error']}", file=sys.stderr)
+        return 1
+    _print_summary(outcome, log_path)
+    return 0 if outcome.get("outcome") in ("completed", "finished_early") else 1
+
+
+async def _demo(
+    args: argparse.Namespace, port: int, sessions: Path, bus: PrivateBus | None
+) -> tuple[dict[str, Any], Path | None]:
+    from retrotread.cli.progress import Progress
+    from retrotread.config import Config, MqttConfig, SessionsConfig
+    from retrotread.mqtt.phone import walk_profile
+    from retrotread.service.app import clock_for, daemon_for, run_daemon
+
+    config = Config(
+        mqtt=MqttConfig(host="127.0.0.1", port=port, device_id="demo"),
+        sessions=SessionsConfig(dir=sessions),
+    )
+    clock = clock_for(config, args.speedup, simulated=True)
+    transport: TransportKind = "simulator-over-bluez" if bus is not None else "simulator"
+    address = bus.address if bus is not None else None
+    async with daemon_for(config, clock, transport, bus_address=address) as daemon:
+        profile = daemon.resolve_profile(args.profile)
+        how = "in-process"
+        if bus is not None:
+            how = "fake BlueZ on a private D-Bus, through the real bleak"
+        print(
+            f"retrotread demo: {profile.title} ({fmt_time(profile.duration_s)}"
+            + (f", {args.speedup:g}x faster" if args.speedup != 1 else "")
+            + f")\n  treadmill: simulated, {how}"
+            f"\n  broker:    mosquitto on 127.0.0.1:{port}"
+            f"\n  topics:    {config.mqtt.effective_base_topic}/#\n"
+        )
+        progress = Progress()
+        try:
+            outcome = await run_daemon(daemon, walk_profile(config.mqtt, profile.name, progress))
+        finally:
+            progress.close()
+    return outcome or {}, daemon.runner.last_log
+
+
+def _print_summary(outcome: dict[str, Any], log_path: Path | None) -> None:
+    summary = outcome.get("summary") or {}
+    print("\nSummary")
+    print(f"  outcome:   {outcome.get('outcome', 'interrupted')}")
+    print(
+        f"  time:      {fmt_time(summary.get('duration_s'))} "
+        f"({fmt_time(summary.get('backward_s'))} walking backward)"
+    )
+    print(f"  distance:  {summary.get('distance_m', 0):.0f} m")
+    top = f"{summary.get('max_speed_kmh')} km/h, top incline {summary.get('max_incline_pct')} %"
+    print(f"  top speed: {top}")
+    if summary.get("mean_heart_rate_bpm"):
+        print(f"  heart:     {summary['mean_heart_rate_bpm']} bpm on average")
+    print(f"  log:       {log_path}")
+    if log_path is not None:
+        from retrotread.session.analysis import load
+        from retrotread.session.plot import plot
+
+        png = log_path.with_suffix(".png")
+        plot(load(log_path), png)
+        print(f"  plot:      {png}")

@@ -1,0 +1,45 @@
+"""``retrotread summary LOG``: per phase and in all, and backward minutes by week."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+
+from retrotread.cli._shared import fmt_time, print_notes
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("log", metavar="LOG", type=Path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from retrotread.session.analysis import backward_by_week, load, mean_bpm
+
+    v = load(args.log)
+    print_notes(v.log)
+    print(f"{v.title} — {v.started_at:%Y-%m-%d %H:%M} UTC — {v.outcome}")
+    if v.interrupted:
+        print("(interrupted session: figures cover what was recorded)")
+    head = f"{'#':>2} {'PHASE':<16} {'DIR':<9} {'TIME':>6} {'DIST m':>7}"
+    print(f"\n{head} {'km/h':>5} {'%':>5} {'bpm':>5}")
+    for ph in v.phases:
+        print(
+            f"{ph.index + 1:>2} {ph.name:<16} {ph.direction:<9} {fmt_time(ph.duration_s):>6} "
+            f"{ph.distance_m:>7.0f} {_n(ph.mean_speed_kmh, '.1f'):>5} "
+            f"{_n(ph.mean_incline_pct, '.1f'):>5} {_n(ph.mean_heart_rate_bpm, '.0f'):>5}"
+        )
+    hr = v.heart_rates
+    print(
+        f"\ntotal: {fmt_time(v.duration_s)}, {v.distance_m:.0f} m, "
+        f"{fmt_time(v.backward_s)} backward"
+        + (f", {v.energy_kcal} kcal" if v.energy_kcal else "")
+        + (f", heart rate {mean_bpm(hr)} bpm avg / {max(hr)} max" if hr else "")
+    )
+    this_week, last_week = backward_by_week(args.log.parent, datetime.now(UTC))
+    print(f"backward walking: {this_week:.1f} min this week, {last_week:.1f} min last week")
+    return 0
+
+
+def _n(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
