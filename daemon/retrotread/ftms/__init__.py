@@ -1,4 +1,4 @@
-"""FTMS bytes <-> typed values. Pure: no asyncio, no bleak (FTMS.md)."""
+"""FTMS and Heart Rate Service bytes <-> typed values. Pure: no asyncio, no bleak (FTMS.md)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,16 @@ from retrotread.ftms.features import (
 )
 from retrotread.ftms.fields import EncodeError
 from retrotread.ftms.frames import decode_to_dict
+from retrotread.ftms.heart_rate import (
+    BodySensorLocation,
+    HeartRateMeasurement,
+    SensorLocation,
+    decode_body_sensor_location,
+    decode_heart_rate_measurement,
+    encode_body_sensor_location,
+    encode_heart_rate_measurement,
+    fit_rr_intervals,
+)
 from retrotread.ftms.status import (
     MachineStatus,
     StatusOp,
@@ -43,14 +53,17 @@ from retrotread.ftms.treadmill_data import (
 )
 
 __all__ = [
+    "BodySensorLocation",
     "ControlOp",
     "ControlRequest",
     "ControlResponse",
     "EncodeError",
     "Features",
+    "HeartRateMeasurement",
     "MachineFeature",
     "MachineStatus",
     "ResultCode",
+    "SensorLocation",
     "StatusOp",
     "SupportedRange",
     "TargetFeature",
@@ -58,20 +71,25 @@ __all__ = [
     "TrainingStatusFrame",
     "TreadmillData",
     "TreadmillDataAssembler",
+    "decode_body_sensor_location",
     "decode_control_request",
     "decode_control_response",
     "decode_features",
+    "decode_heart_rate_measurement",
     "decode_incline_range",
     "decode_machine_status",
     "decode_speed_range",
     "decode_to_dict",
     "decode_training_status",
     "decode_treadmill_data",
+    "encode_body_sensor_location",
     "encode_control_request",
     "encode_control_response",
     "encode_features",
+    "encode_heart_rate_measurement",
     "encode_machine_status",
     "encode_training_status",
     "encode_treadmill_data",
+    "fit_rr_intervals",
     "split_treadmill_data",
 ]

@@ -1,4 +1,4 @@
-"""Decode any FTMS characteristic value by UUID: the one entry point for logs and the CLI."""
+"""Decode any FTMS or Heart Rate characteristic value by UUID: one entry point for logs and CLI."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from retrotread.ftms.features import (
     decode_features,
     decode_range,
 )
+from retrotread.ftms.heart_rate import decode_body_sensor_location, decode_heart_rate_measurement
 from retrotread.ftms.status import decode_machine_status, decode_training_status
 from retrotread.ftms.treadmill_data import decode_treadmill_data
 
-DECODABLE = ("2acc", "2acd", "2ad3", "2ad4", "2ad5", "2ad7", "2ad9", "2ada")
+DECODABLE = ("2a37", "2a38", "2acc", "2acd", "2ad3", "2ad4", "2ad5", "2ad7", "2ad9", "2ada")
 
 
 def decode_to_dict(char: str, data: bytes, pace_width: int = 1) -> dict[str, Any]:
@@ -30,7 +31,11 @@ def decode_to_dict(char: str, data: bytes, pace_width: int = 1) -> dict[str, Any
     short = uuids.parse_char(char)
     data = bytes(data)
     body: dict[str, Any]
-    if short == "2acc":
+    if short == "2a37":
+        body = decode_heart_rate_measurement(data).to_dict()
+    elif short == "2a38":
+        body = decode_body_sensor_location(data).to_dict()
+    elif short == "2acc":
         body = decode_features(data).to_dict()
     elif short == "2acd":
         body = decode_treadmill_data(data, pace_width).to_dict()

@@ -1,4 +1,7 @@
-"""GATT UUIDs of the Fitness Machine Service and its neighbours (FTMS.md §1)."""
+"""GATT UUIDs of the Fitness Machine Service, the Heart Rate Service and their neighbours.
+
+FTMS.md §1; Heart Rate Service 1.0.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +47,11 @@ INCLINE_RANGE = uuid16(0x2AD5)
 HEART_RATE_RANGE = uuid16(0x2AD7)
 CONTROL_POINT = uuid16(0x2AD9)
 MACHINE_STATUS = uuid16(0x2ADA)
+
+HEART_RATE_SERVICE = uuid16(0x180D)
+HEART_RATE_MEASUREMENT = uuid16(0x2A37)
+BODY_SENSOR_LOCATION = uuid16(0x2A38)
+HEART_RATE_CONTROL_POINT = uuid16(0x2A39)
 
 MANUFACTURER_NAME = uuid16(0x2A29)
 MODEL_NUMBER = uuid16(0x2A24)
