@@ -29,6 +29,12 @@ CASES: dict[str, tuple[str, ...]] = {
     "non_hex": ("2acd", "84zz"),
     "too_short": ("2acd", "84"),
     "unknown_char": ("2a00", "00"),
+    # Heart Rate Service: a Polar H10 notification with two RR intervals, a 16-bit heart
+    # rate with energy (Nordic's library test vector), the body sensor location, a cut frame.
+    "heart_rate_polar": ("2a37", "10495e039603"),
+    "heart_rate_uint16_0x": ("0x2A37", "1F 01 01 32 01 01 00 02 01 FF FF"),
+    "body_sensor_location": ("2a38", "01"),
+    "heart_rate_too_short": ("2a37", "1f01"),
 }
 # More spellings and errors through the decode command in-process: a subprocess costs ~0.7 s
 # of imports each, most of them other subcommands' dependencies.
@@ -132,6 +138,34 @@ def test_0x_uppercase_spelling(runs: dict[str, subprocess.CompletedProcess[str]]
     assert ok_json(runs["uppercase_0x"]) == CITYSPORTS_JSON
 
 
+def test_decode_heart_rate_measurement(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    # 0x10: RR present, contact not supported; 0x49 = 73 bpm; RR 0x035e, 0x0396 in 1/1024 s.
+    assert ok_json(runs["heart_rate_polar"]) == {
+        "char": "2a37",
+        "flags": "0x10",
+        "heart_rate_bpm": 73,
+        "sensor_contact": None,
+        "energy_expended_kj": None,
+        "rr_intervals_ms": [862 * 1000 / 1024, 918 * 1000 / 1024],
+    }
+    assert ok_json(runs["heart_rate_uint16_0x"]) == {
+        "char": "2a37",
+        "flags": "0x1f",
+        "heart_rate_bpm": 257,
+        "sensor_contact": True,
+        "energy_expended_kj": 306,
+        "rr_intervals_ms": [1000 / 1024, 258 * 1000 / 1024, 65535 * 1000 / 1024],
+    }
+
+
+def test_decode_body_sensor_location(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    assert ok_json(runs["body_sensor_location"]) == {
+        "char": "2a38",
+        "body_sensor_location": "chest",
+        "code": 1,
+    }
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [
@@ -139,6 +173,7 @@ def test_0x_uppercase_spelling(runs: dict[str, subprocess.CompletedProcess[str]]
         ("non_hex", "'84zz' is not hex bytes"),
         ("too_short", "needs at least the 2-byte flags"),
         ("unknown_char", "characteristic 2a00 is not one this decoder covers"),
+        ("heart_rate_too_short", "cannot decode 2a37 frame 1f01: 2 bytes cannot hold"),
     ],
 )
 def test_bad_input_is_exit_2_and_one_line(

@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "summary": ("summary", "per-phase and total summary of a session"),
     "export": ("export", "export a session as TCX, FIT or CSV"),
     "plot": ("plot", "plot speed, incline and heart rate to PNG"),
-    "decode": ("decode", "decode one raw FTMS frame to JSON"),
+    "decode": ("decode", "decode one raw FTMS or heart-rate frame to JSON"),
     "scan": ("scan", "list nearby FTMS treadmills"),
     "probe": ("probe", "connect and print what a treadmill supports"),
 }

@@ -1,4 +1,4 @@
-"""``retrotread decode CHAR HEX``: one raw FTMS frame to JSON, for bug reports."""
+"""``retrotread decode CHAR HEX``: one raw FTMS or Heart Rate frame to JSON, for bug reports."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from retrotread.ftms.frames import decode_to_dict
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("char", metavar="CHAR", help="characteristic, e.g. 2acd or 0x2ACD")
+    parser.add_argument(
+        "char", metavar="CHAR", help="characteristic, e.g. 2acd, 0x2ACD or 2a37 (heart rate)"
+    )
     parser.add_argument(
         "hex", metavar="HEX", nargs="+", help="the value as hex (spaces, ':' allowed)"
     )
