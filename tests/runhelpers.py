@@ -12,7 +12,6 @@ from typing import Any
 from retrotread.clock import VirtualClock
 from retrotread.config import SafetyConfig
 from retrotread.link.ftms_client import FtmsTreadmill
-from retrotread.profiles.engine import Engine, device_grids
 from retrotread.profiles.model import Profile
 from retrotread.service.runner import SessionRunner
 from retrotread.service.supervisor import Backoff, Supervisor
@@ -86,28 +85,18 @@ async def run_rig(
     treadmill = FtmsTreadmill(InProcessTransport(sim), clock)
     supervisor = Supervisor(treadmill, clock, silence_timeout_s=3.0, backoff=Backoff(1.0, 4.0))
     limits = safety or SafetyConfig()
-
-    def factory(p: Profile, caps: Any, now: float) -> Engine:
-        incline = caps.incline_range if caps.can_set_incline else None
-        return Engine(
-            p,
-            limits,
-            device_grids(limits, caps.speed_range, incline),
-            now,
-            turn_speed_kmh=turn_speed_kmh,
-            turn_countdown_s=turn_countdown_s,
-        )
-
     runner = SessionRunner(
         treadmill,
         clock,
         safety=limits,
         sessions_dir=tmp_path / "sessions",
-        engine_factory=factory,
-        on_reconnect=on_reconnect,
-    )  # type: ignore[arg-type]
+        on_reconnect=on_reconnect,  # type: ignore[arg-type]
+        turn_speed_kmh=turn_speed_kmh,
+        turn_countdown_s=turn_countdown_s,
+    )
     rig = RunRig(clock, sim, treadmill, supervisor, runner)
     runner.add_listener(lambda k, p: rig.outputs.append((k, p)))
+    runner_task = asyncio.create_task(runner.run(), name="session-runner")
     sup_task = asyncio.create_task(supervisor.run())
     try:
         await rig.until(lambda: treadmill.is_connected, 10)
@@ -115,7 +104,8 @@ async def run_rig(
     finally:
         await rig.call(runner.shutdown(5))
         sup_task.cancel()
-        await asyncio.gather(sup_task, return_exceptions=True)
+        runner_task.cancel()
+        await asyncio.gather(sup_task, runner_task, return_exceptions=True)
         await treadmill.disconnect()
         sim_task.cancel()
         await asyncio.gather(sim_task, return_exceptions=True)

@@ -208,12 +208,20 @@ async def test_commands_while_treadmill_disconnected(broker: Broker, tmp_path: P
         assert phone.on("state")[-1]["state"] == "disconnected"
         for cmd, needle in (
             ({"action": "start", "profile": "first-steps"}, "not connected"),
-            ({"action": "stop"}, "not connected"),
+            ({"action": "pause"}, "no session"),
+            ({"action": "stop"}, "not reachable: use its stop button"),
         ):
             res = await phone.command(cmd)
             assert res["ok"] is False
             assert needle in res["error"]
         assert r.sim.writes == []
+        assert phone.on("state")[-1]["stop_pending"] is True
+        # The stop is kept (SPEC.md §2 "Stop is latched"): it goes first when the treadmill
+        # is back, and nothing else does.
+        r.sim.faults.refuse_connect = None
+        await until(lambda: b"\x08\x01" in r.sim.writes, 20)
+        assert r.sim.writes == [b"\x00", b"\x08\x01"]
+        await until(lambda: phone.on("state")[-1]["stop_pending"] is False)
 
 
 async def test_broker_restart_mid_session(broker: Broker, tmp_path: Path) -> None:

@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from retrotread.config import SafetyConfig
-from retrotread.profiles.engine import Engine, device_grids
-from retrotread.profiles.model import Profile
 from retrotread.service.runner import SessionRunner
 from retrotread.service.supervisor import Backoff, LinkState, Supervisor
 from retrotread.session.log import read_session
@@ -37,16 +35,10 @@ async def runner_rig(
             r.treadmill, r.clock, silence_timeout_s=3.0, backoff=Backoff(0.5, 2.0, random.Random(2))
         )
 
-        def factory(p: Profile, caps: Any, now: float) -> Engine:
-            return Engine(
-                p, limits, device_grids(limits, caps.speed_range, caps.incline_range), now
-            )
-
-        runner = SessionRunner(
-            r.treadmill, r.clock, safety=limits, sessions_dir=tmp_path, engine_factory=factory
-        )
+        runner = SessionRunner(r.treadmill, r.clock, safety=limits, sessions_dir=tmp_path)
         out: list[Any] = []
         runner.add_listener(lambda k, p: out.append((k, p)))
+        runner_task = asyncio.create_task(runner.run(), name="session-runner")
         task = asyncio.create_task(sup.run())
         await wait_until(lambda: sup.state == LinkState.CONNECTED, 10)
         try:
@@ -54,7 +46,8 @@ async def runner_rig(
         finally:
             await runner.shutdown(5)
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            runner_task.cancel()
+            await asyncio.gather(task, runner_task, return_exceptions=True)
 
 
 def events(out: list[Any], kind: str) -> list[dict[str, Any]]:

@@ -24,6 +24,12 @@ from retrotread.ftms.features import (
 )
 from retrotread.ftms.status import StatusOp, decode_machine_status, decode_training_status
 from retrotread.ftms.treadmill_data import TreadmillDataAssembler, decode_treadmill_data
+from retrotread.link.control_point import (
+    CommandTimeout,
+    ControlPoint,
+    ControlRefused,
+    Superseded,
+)
 from retrotread.link.events import (
     BadFrame,
     Capabilities,
@@ -40,20 +46,7 @@ from retrotread.link.transport import GattTransport
 
 log = logging.getLogger(__name__)
 
-ATT_PROCEDURE_IN_PROGRESS = 0xFE
-ATT_CCCD_IMPROPERLY_CONFIGURED = 0xFD
-
-
-class ControlRefused(ControlError):
-    """The treadmill does not let us take control (result 0x05, or Request Control refused)."""
-
-
-class CommandTimeout(ControlError):
-    """No Response Code indication arrived in time (FTMS.md §8.3 rule 4)."""
-
-
-class Superseded(ControlError):
-    """A queued command dropped because a Stop came first."""
+__all__ = ["CommandTimeout", "ControlRefused", "FtmsTreadmill", "Superseded"]
 
 
 class FtmsTreadmill:
@@ -70,6 +63,7 @@ class FtmsTreadmill:
         *,
         pace_width: int = 1,
         command_timeout_s: float = 5.0,
+        stop_wait_s: float = 1.5,
         cccd_stagger_s: float = 0.0,
     ) -> None:
         self.transport = transport
@@ -78,14 +72,22 @@ class FtmsTreadmill:
         self.command_timeout_s = command_timeout_s
         self.cccd_stagger_s = cccd_stagger_s
         self.capabilities: Capabilities | None = None
-        self.has_control = False
         self.last_data_at: float | None = None
         self._listeners: list[Listener] = []
         self._assembler = TreadmillDataAssembler()
-        self._lock = asyncio.Lock()
-        self._stops_waiting = 0
-        self._pending: dict[int, asyncio.Future[cp.ControlResponse]] = {}
         self._up = False
+        self.control = ControlPoint(
+            self._write_control,
+            clock,
+            timeout_s=command_timeout_s,
+            urgent_wait_s=stop_wait_s,
+            on_broken=self._control_broken,
+            on_write=self._log_control_write,
+        )
+
+    @property
+    def has_control(self) -> bool:
+        return self.control.has_control
 
     # ------------------------------------------------------------------ events
 
@@ -125,8 +127,8 @@ class FtmsTreadmill:
             await self.transport.disconnect()
             raise
         self.capabilities = caps
-        self.has_control = False
         self._assembler.reset()
+        self.control.open()
         self._up = True
         self.last_data_at = self.clock.monotonic()
         self._emit(LinkUp(caps, self.clock.monotonic()))
@@ -135,7 +137,7 @@ class FtmsTreadmill:
     async def disconnect(self) -> None:
         """Release the link (always call after a loss: bleak otherwise leaks its bus socket)."""
         was_up = self._up
-        self._down()
+        self._down("disconnected by retrotread")
         await self.transport.disconnect()
         if was_up:
             self._emit(LinkDown("disconnected by retrotread", self.clock.monotonic()))
@@ -143,22 +145,31 @@ class FtmsTreadmill:
     def declare_lost(self, reason: str) -> None:
         """Mark the link dead without waiting for the transport (silence watchdog)."""
         if self._up:
-            self._down()
+            self._down(reason)
             self._emit(LinkDown(reason, self.clock.monotonic()))
 
-    def _down(self) -> None:
+    def _down(self, reason: str = "disconnected") -> None:
         self._up = False
-        self.has_control = False
         self._assembler.reset()
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(LinkError("link lost while waiting for the treadmill"))
-        self._pending.clear()
+        self.control.close(reason)
 
     def _on_transport_down(self, reason: str) -> None:
         if self._up:
-            self._down()
+            self._down(reason)
             self._emit(LinkDown(reason, self.clock.monotonic()))
+
+    def _control_broken(self, reason: str) -> None:
+        """FTMS.md §8.3 rule 4: a control point timeout means disconnect and reconnect.
+
+        Declared lost like a silent link: the supervisor disconnects and reconnects.
+        """
+        self.declare_lost(f"the control point stopped answering ({reason})")
+
+    def _log_control_write(self, request: bytes) -> None:
+        self._emit(RawFrame("tx", "2ad9", request, self.clock.monotonic()))
+
+    async def _write_control(self, request: bytes) -> None:
+        await self.transport.write(uuids.CONTROL_POINT, request, response=True)
 
     async def _read_capabilities(self) -> Capabilities:
         chars = self.transport.characteristics()
@@ -218,131 +229,56 @@ class FtmsTreadmill:
             elif uuid == uuids.MACHINE_STATUS:
                 status = decode_machine_status(data)
                 if status.op in (StatusOp.CONTROL_PERMISSION_LOST, StatusOp.RESET):
-                    self.has_control = False
+                    self.control.control_lost()
                 self._emit(StatusChanged(status, now))
             elif uuid == uuids.TRAINING_STATUS:
                 self._emit(TrainingChanged(decode_training_status(data), now))
             elif uuid == uuids.CONTROL_POINT:
-                response = cp.decode_control_response(data)
-                fut = self._pending.get(response.request_op)
-                if fut is not None and not fut.done():
-                    fut.set_result(response)
-                else:
-                    log.debug("unexpected control point indication %s", data.hex())
+                self.control.indication(cp.decode_control_response(data))
         except DecodeError as exc:
             log.debug("undecodable frame: %s", exc)
             self._emit(BadFrame(exc, now))
 
     # ------------------------------------------------------------------ control point
 
+    def submit(self, request: bytes, *, urgent: bool = False) -> asyncio.Future[cp.ControlResponse]:
+        """Queue one Control Point request; see ``ControlPoint.submit``."""
+        return self.control.submit(request, urgent=urgent)
+
+    async def _run(self, request: bytes, *, urgent: bool = False) -> None:
+        response = await self.submit(request, urgent=urgent)
+        if not response.ok:
+            name = cp.op_name(request[0])
+            raise ControlError(name, f"treadmill answered {response.result_name}", response.result)
+
     async def request_control(self) -> None:
         """Write Request Control and await its result; raises ControlRefused if refused."""
-        async with self._lock:
-            await self._request_control_locked()
-
-    async def _request_control_locked(self) -> None:
-        response = await self._procedure(cp.request_control())
+        response = await self.submit(cp.request_control())
         if not response.ok:
             raise ControlRefused(
                 "request_control",
                 f"treadmill refused control ({response.result_name})",
                 response.result,
             )
-        self.has_control = True
+        self.control.has_control = True
 
     async def set_speed(self, kmh: float) -> None:
-        await self._command(cp.set_target_speed(kmh))
+        await self._run(cp.set_target_speed(kmh))
 
     async def set_incline(self, pct: float) -> None:
-        await self._command(cp.set_target_incline(pct))
+        await self._run(cp.set_target_incline(pct))
 
     async def start(self) -> None:
-        await self._command(cp.start_or_resume())
+        await self._run(cp.start_or_resume())
 
     async def pause(self) -> None:
-        await self._command(cp.pause())
+        """FTMS Pause, ahead of every waiting setpoint."""
+        await self._run(cp.pause(), urgent=True)
 
     async def reset(self) -> None:
-        await self._command(cp.reset())
-        self.has_control = False
+        await self._run(cp.reset())
+        self.control.control_lost()
 
     async def stop(self) -> None:
-        """FTMS Stop, ahead of every queued command (SPEC.md §2 "Stop wins").
-
-        Commands already waiting for the lock give up (Superseded); Stop waits only for a
-        procedure already on the wire, whose indication is bounded by the command timeout.
-        """
-        self._stops_waiting += 1
-        acquired = False
-        try:
-            await self._lock.acquire()
-            acquired = True
-            self._stops_waiting -= 1
-            await self._run_with_control(cp.stop())
-        finally:
-            if acquired:
-                self._lock.release()
-            else:
-                self._stops_waiting -= 1
-
-    async def _command(self, request: bytes) -> None:
-        async with self._lock:
-            if self._stops_waiting:
-                raise Superseded(cp.op_name(request[0]), "superseded by stop")
-            await self._run_with_control(request)
-
-    async def _run_with_control(self, request: bytes) -> None:
-        name = cp.op_name(request[0])
-        if not self.is_connected:
-            # SPEC.md §2: commands are never queued while disconnected.
-            raise LinkError(f"{name}: treadmill not connected")
-        refused: ControlRefused | None = None
-        if not self.has_control:
-            try:
-                await self._request_control_locked()
-            except ControlRefused as exc:
-                # FTMS.md §12 #12/#16: some units refuse Request Control yet obey commands.
-                refused = exc
-        response = await self._procedure(request)
-        if response.result == cp.ResultCode.CONTROL_NOT_PERMITTED and refused is None:
-            # Control lost without a 0xFF status (FTMS.md §8.4 step 8): ask again once.
-            self.has_control = False
-            await self._request_control_locked()
-            response = await self._procedure(request)
-        if response.result == cp.ResultCode.CONTROL_NOT_PERMITTED:
-            self.has_control = False
-            raise ControlRefused(name, "the treadmill does not give us control", response.result)
-        if not response.ok:
-            raise ControlError(name, f"treadmill answered {response.result_name}", response.result)
-
-    async def _procedure(self, request: bytes) -> cp.ControlResponse:
-        """One write + its Response Code indication; the lock is held by the caller."""
-        op = request[0]
-        name = cp.op_name(op)
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[cp.ControlResponse] = loop.create_future()
-        self._pending[op] = fut
-        try:
-            await self._write_cp(request)
-            try:
-                async with asyncio.timeout(self.command_timeout_s):
-                    return await fut
-            except TimeoutError:
-                raise CommandTimeout(
-                    name, f"no response within {self.command_timeout_s:g} s"
-                ) from None
-        finally:
-            if self._pending.get(op) is fut:
-                del self._pending[op]
-
-    async def _write_cp(self, request: bytes) -> None:
-        name = cp.op_name(request[0])
-        self._emit(RawFrame("tx", "2ad9", request, self.clock.monotonic()))
-        try:
-            await self.transport.write(uuids.CONTROL_POINT, request, response=True)
-        except AttError as exc:
-            if exc.code == ATT_CCCD_IMPROPERLY_CONFIGURED:
-                raise ControlError(name, "control point indications are not enabled") from exc
-            if exc.code == ATT_PROCEDURE_IN_PROGRESS:
-                raise ControlError(name, "another control procedure is in progress") from exc
-            raise ControlError(name, str(exc)) from exc
+        """FTMS Stop, ahead of everything waiting (SPEC.md §2 "Stop wins")."""
+        await self._run(cp.stop(), urgent=True)

@@ -130,6 +130,7 @@ class Engine:
 
     ``now`` is any monotonic clock in seconds; a ``now`` earlier than one seen before is
     taken as the latest one. Raises ProfileRefused if ``profile`` breaks ``limits``.
+    With ``start_paused`` the engine waits, paused, for ``resume`` before the first phase.
     """
 
     def __init__(
@@ -141,6 +142,7 @@ class Engine:
         *,
         turn_speed_kmh: float | None = None,
         turn_countdown_s: float | None = None,
+        start_paused: bool = False,
     ) -> None:
         check_profile(profile, limits)  # defence in depth: a refused profile never runs
         if turn_speed_kmh is not None and not 0 < turn_speed_kmh <= limits.max_speed_kmh:
@@ -171,7 +173,13 @@ class Engine:
         if device.incline is None and profile.max_incline_pct > 0:
             why = device.incline_note or "this treadmill cannot set the incline"
             self._emit("cue", f"Hill phases run flat: {why}.")
-        self._start_phase(now, from_rest=True)
+        if start_paused:
+            # Waiting for the belt (the treadmill's start countdown): the first phase
+            # begins on ``resume``, so its time and ramps start when the belt runs.
+            self.state = "paused"
+            self._pending_start = True
+        else:
+            self._start_phase(now, from_rest=True)
 
     # ------------------------------------------------------------------ commands
 

@@ -121,6 +121,24 @@ class Grid:
             return min(target, current + self.step)
         return max(target, current - self.step)
 
+    def step_from(self, base: float, target: int) -> int | None:
+        """The point nearest ``target`` at most one step from ``base``, or None if none is.
+
+        ``base`` is where the treadmill's own target is now, in raw units and possibly off
+        the grid (a console change, a telemetry reading). Points are the device's grid from
+        ``lo`` up; above the safety cap only when ``base`` already is, and then never above
+        ``base``: slowing down toward the allowed range is always a step. None means no
+        point is within a step (a belt at rest: its first setpoint is a start, not a step).
+        """
+        upper = min(base + self.step, max(float(self.hi), base))
+        lower = max(base - self.step, float(self.lo))
+        k_lo = math.ceil((lower - self.lo) / self.inc - 1e-9)
+        k_hi = math.floor((upper - self.lo) / self.inc + 1e-9)
+        if k_lo > k_hi:
+            return None
+        k = (2 * (target - self.lo) + self.inc) // (2 * self.inc)  # nearest, halves up
+        return self.lo + min(max(k, k_lo), k_hi) * self.inc
+
     def steps(self, origin: int, target: int) -> int:
         """How many steps a ramp from ``origin`` to ``target`` takes."""
         return -(-abs(target - origin) // self.step)

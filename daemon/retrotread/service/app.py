@@ -34,7 +34,6 @@ from retrotread.mqtt.commands import (
     Start,
     Stop,
 )
-from retrotread.profiles.engine import Engine, device_grids
 from retrotread.profiles.loader import ProfileSet, load_profiles
 from retrotread.profiles.model import Profile, check_profile
 from retrotread.service.runner import SessionRunner
@@ -100,28 +99,15 @@ class Daemon:
             connect_timeout_s=t.connect_timeout_s + t.scan_timeout_s,
             backoff=Backoff(1.0, t.reconnect_max_backoff_s),
         )
-        safety = config.safety
         countdown = t.turn_countdown_s if turn_countdown_s is None else turn_countdown_s
-
-        def engine(profile: Profile, caps: Any, now: float) -> Engine:
-            incline = caps.incline_range if caps.can_set_incline else None
-            device = device_grids(safety, caps.speed_range, incline)
-            return Engine(
-                profile,
-                safety,
-                device,
-                now,
-                turn_speed_kmh=t.turn_speed_kmh,
-                turn_countdown_s=countdown,
-            )
-
         self.runner = SessionRunner(
             self.treadmill,
             clock,
-            safety=safety,
+            safety=config.safety,
             sessions_dir=config.sessions.dir,
-            engine_factory=engine,
             on_reconnect=t.on_reconnect,
+            turn_speed_kmh=t.turn_speed_kmh,
+            turn_countdown_s=countdown,
         )
         self.health = Health(treadmill=t.name or t.address)
         self._health_listeners: list[Callable[[Health], None]] = []
@@ -244,6 +230,7 @@ class Daemon:
         tasks: list[asyncio.Task[None]] = []
         if self.sim is not None:
             tasks.append(asyncio.create_task(self.sim.run(self.clock), name="simulator"))
+        tasks.append(asyncio.create_task(self.runner.run(), name="session-runner"))
         tasks.append(asyncio.create_task(self.supervisor.run(), name="supervisor"))
         if self.bridge is not None:
             tasks.append(asyncio.create_task(self.bridge.run(), name="mqtt"))

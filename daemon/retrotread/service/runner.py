@@ -1,19 +1,35 @@
-"""The session runner: drives the treadmill from the stepping engine, under SPEC.md §2.
+"""The session runner: one task, one inbox, one belt state machine (SPEC.md §2).
 
-One session at a time. The engine (pure) says what the setpoints should be; the runner
-writes only changed setpoints through the FTMS client, confirms them from telemetry and
-status, and enforces every walker-safety rule: stop pre-empts everything, the walker's
-console changes are never fought, the treadmill's own stop is final, speed-locked
-firmware stops the session, link loss pauses and waits for resume.
+Everything that can change what the belt does (commands, link events, status
+notifications, Control Point results, time) arrives in one inbox and is handled one
+message at a time by one task; library callbacks only put messages in it. The runner
+never waits for the treadmill: it submits Control Point requests and their results come
+back as messages, so a stop is acted on at once whatever else is in progress.
+
+``Belt`` is the one truth about the belt. The stepping engine (pure) says what the
+setpoints should be; the runner moves the belt between states to match it and writes
+setpoints that are limited against what the treadmill is actually doing:
+
+- a setpoint is one step at most from the treadmill's own current target (our last
+  acknowledged write, a console change, or telemetry after a pause or reconnect), and a
+  quantity is written again only ``step_interval_s`` after its last write went out;
+- every start or resume writes the low restart speed and waits for its acknowledgement
+  before Start/Resume, so the belt never heads back to an old speed;
+- a stop is latched until the treadmill confirms it: sent first on reconnect, and the
+  person who asked is told the truth when it cannot be delivered;
+- nothing but a stop is carried across a disconnect; after a reconnect the belt is
+  paused and waits for ``resume``; a belt found running with no session is paused.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import enum
 import logging
+import math
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,10 +38,13 @@ from typing import Any, Literal, Protocol
 
 from retrotread import __version__
 from retrotread.clock import Clock
-from retrotread.errors import ControlError, LinkError, RetrotreadError
+from retrotread.errors import ConfigError, ControlError, ProfileError, RetrotreadError
+from retrotread.ftms import control as cp
 from retrotread.ftms.status import StatusOp, TrainingStatus
+from retrotread.link.control_point import Superseded
 from retrotread.link.events import (
     BadFrame,
+    Capabilities,
     LinkDown,
     LinkEvent,
     LinkUp,
@@ -35,18 +54,27 @@ from retrotread.link.events import (
     TrainingChanged,
 )
 from retrotread.link.ftms_client import FtmsTreadmill
-from retrotread.profiles.model import Limits
+from retrotread.profiles.engine import Engine, Quantity, Step
+from retrotread.profiles.grid import Grid, device_grids
+from retrotread.profiles.model import Limits, Profile
+from retrotread.service.stats import SessionStats
 from retrotread.service.watch import SetpointWatch, Verdict
-from retrotread.session.log import SessionLogWriter
+from retrotread.session.log import Outcome, SessionLogWriter
 
 log = logging.getLogger(__name__)
 
-Quantity = Literal["speed", "incline"]
-Outcome = Literal[
-    "completed", "finished_early", "stopped", "stopped_by_treadmill", "interrupted", "error"
-]
 OutputListener = Callable[[str, dict[str, Any]], None]
 """Called with ("telemetry" | "event" | "state", payload); must not block or raise."""
+
+QUANTITIES: tuple[Quantity, ...] = ("speed", "incline")
+NOT_REACHABLE = (
+    "treadmill not reachable: use its stop button; retrotread will stop it as soon as it is back"
+)
+ECHO_WINDOW_S = 2.0
+"""How long after its acknowledgement a status carrying our value counts as our echo."""
+STOP_RETRY_S = 2.0
+CLOSE_WAIT_S = 5.0
+"""How long a finished session waits for the treadmill to confirm the stop."""
 
 
 class RunnerError(RetrotreadError):
@@ -60,45 +88,79 @@ class Safety(Limits, Protocol):
     def settle_s(self) -> float: ...
 
 
+class Belt(enum.StrEnum):
+    """What the belt is doing, as far as the runner knows (the one truth)."""
+
+    STOPPED = "stopped"  # at rest, nothing pending (stopped, idle, or paused with no session)
+    STARTING = "starting"  # restart speed and Start/Resume on their way; waiting for it to run
+    RUNNING = "running"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    UNKNOWN = "unknown"  # no link, or connected and waiting for the first sample
+
+
+Job = Literal["setpoint", "restart_speed", "start", "pause", "stop"]
+
+
+@dataclass
+class _Request:
+    """A command from outside; ``future`` gets its result."""
+
+    action: str
+    future: asyncio.Future[Any]
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Done:
+    """A Control Point request the runner submitted has finished."""
+
+    job: Job
+    epoch: int
+    quantity: Quantity | None = None
+    value: float | None = None
+    response: cp.ControlResponse | None = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.response is not None and self.response.ok
+
+
+Message = _Request | _Done | LinkEvent
+
+
 @dataclass
 class Session:
     """Everything about the session in progress."""
 
     session_id: str
-    profile: Any
-    engine: Any
+    profile: Profile
+    limits: Safety
+    engine: Engine
+    step: Step
     log: SessionLogWriter
     t0: float
     started_at: datetime
-    belt: Literal["stopped", "running", "paused"] = "stopped"
+    stats: SessionStats = field(default_factory=SessionStats)
     outcome: Outcome | None = None
     outcome_message: str = ""
+    close_by: float = math.inf
+    resume_requested: bool = True  # start/resume: the engine resumes once the belt runs
     interrupted: bool = False
-    awaiting_reconnect_resume: bool = False
-    sent: dict[Quantity, float | None] = field(
-        default_factory=lambda: {"speed": None, "incline": None}
-    )
-    sent_at: dict[Quantity, float] = field(default_factory=lambda: {"speed": 0.0, "incline": 0.0})
     overridden: set[Quantity] = field(default_factory=set)
+    watch: dict[Quantity, SetpointWatch] = field(default_factory=dict)
     phase_index: int = -1
     last_remaining: int = -1
-    step: Any = None
-    distance_m: float = 0.0
-    _device_distance: float | None = None
-    _distance_offset: float = 0.0
-    energy_kcal: int | None = None
-    backward_s: float = 0.0
-    forward_s: float = 0.0
-    max_speed: float = 0.0
-    max_incline: float = 0.0
-    last_sample_t: float | None = None
-    overrides: int = 0
-    interruptions: int = 0
-    heart_rates: list[int] = field(default_factory=list)
+
+    @property
+    def alive(self) -> bool:
+        return self.outcome is None
 
 
 class SessionRunner:
-    """Runs one walking session at a time against an FTMS treadmill."""
+    """Runs one walking session at a time against an FTMS treadmill (``run`` is its task)."""
 
     def __init__(
         self,
@@ -107,8 +169,9 @@ class SessionRunner:
         *,
         safety: Safety,
         sessions_dir: Path,
-        engine_factory: Callable[..., Any],
         on_reconnect: Literal["pause", "stop"] = "pause",
+        turn_speed_kmh: float | None = None,
+        turn_countdown_s: float | None = None,
         tick_s: float = 0.25,
         start_timeout_s: float = 15.0,
         wall: Callable[[], float] = time.time,
@@ -117,21 +180,40 @@ class SessionRunner:
         self.clock = clock
         self.safety = safety
         self.sessions_dir = sessions_dir
-        self.engine_factory = engine_factory
         self.on_reconnect = on_reconnect
+        self.turn_speed_kmh = turn_speed_kmh
+        self.turn_countdown_s = turn_countdown_s
         self.tick_s = tick_s
         self.start_timeout_s = start_timeout_s
         self.wall = wall
         self.session: Session | None = None
         self.last_outcome: Outcome | None = None
         self.last_log: Path | None = None
-        self.last_profile: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self.last_profile: Profile | None = None
+        # The belt and what the treadmill is doing, as far as we know.
+        self.belt = Belt.UNKNOWN
+        self.targets: dict[Quantity, float | None] = {"speed": None, "incline": None}
+        self.actual: dict[Quantity, float | None] = {"speed": None, "incline": None}
+        self.stop_latched = False
+        self._stop_in_flight = False
+        self._stop_retry_at = math.inf
+        self._stop_waiters: list[asyncio.Future[Any]] = []
+        self._idle_waiters: list[asyncio.Future[Any]] = []
+        self._start_acked = False
+        self._start_deadline = math.inf
+        self._first_sample = False  # connected, waiting for the first Treadmill Data
+        self._outstanding: dict[Quantity, bool] = {"speed": False, "incline": False}
+        self._written_at: dict[Quantity, float] = {"speed": -math.inf, "incline": -math.inf}
+        self._echo: dict[Quantity, tuple[float, float]] = {}  # value, until
+        self._control_echo: dict[str, float] = {}  # "pause" | "stop" | "start" -> until
+        self._start_request: asyncio.Future[cp.ControlResponse] | None = None
+        self._epoch = 0  # one per link: results from an earlier link are stale
+        # The inbox.
+        self._inbox: deque[Message] = deque()
         self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
         self._listeners: list[OutputListener] = []
-        self._watch: dict[Quantity, SetpointWatch] = {}
-        self._belt_running = asyncio.Event()
-        treadmill.add_listener(self._on_link_event)
+        treadmill.add_listener(self._post)
 
     # ------------------------------------------------------------------ outputs
 
@@ -171,18 +253,17 @@ class SessionRunner:
             if self.last_outcome in ("stopped", "stopped_by_treadmill"):
                 return "stopped"
             return "error" if self.last_outcome == "error" else "idle"
-        if s.outcome is not None:
+        if not s.alive:
             return "stopped"
-        if s.step is None:
+        if s.resume_requested or self.belt == Belt.STARTING:
             return "running"
-        state = str(s.step.state)
-        return {"completed": "finishing"}.get(state, state)
+        state = s.step.state
+        return "finishing" if state == "completed" else state
 
     def state(self) -> dict[str, Any]:
-        """The retained ``state`` payload (SPEC.md §3)."""
+        """The retained ``state`` payload (SPEC.md §3, plus ``belt`` and ``stop_pending``)."""
         s = self.session
         caps = self.treadmill.capabilities
-        step = s.step if s else None
         treadmill = None
         if caps is not None:
             treadmill = {
@@ -195,226 +276,127 @@ class SessionRunner:
                 if caps.incline_range
                 else None,
             }
-        profile = s.profile if s else self.last_profile
+        step = s.step if s is not None else None
+        profile = s.profile if s is not None else self.last_profile
         return {
             "state": self.state_name(),
             "connected": self.treadmill.is_connected,
-            "profile": getattr(profile, "name", None),
-            "phase": getattr(step, "phase_name", None),
-            "phase_index": getattr(step, "phase_index", None),
-            "phase_remaining_s": round(step.phase_remaining_s, 1) if step else None,
-            "session_id": s.session_id if s else None,
+            "profile": profile.name if profile is not None else None,
+            "phase": step.phase_name if step is not None else None,
+            "phase_index": step.phase_index if step is not None else None,
+            "phase_remaining_s": round(step.phase_remaining_s, 1) if step is not None else None,
+            "session_id": s.session_id if s is not None else None,
             "treadmill": treadmill,
+            "belt": self.belt.value,
+            "stop_pending": self.stop_latched,
         }
 
     def _publish_state(self) -> None:
         payload = self.state()
-        if self.session is not None:
-            self.session.log.record("state", self.clock.monotonic(), **payload)
+        s = self.session
+        if s is not None and not s.log.closed:
+            s.log.record("state", self.clock.monotonic(), **payload)
         self._publish("state", payload)
 
-    # ------------------------------------------------------------------ commands
+    # ------------------------------------------------------------------ commands (API)
 
     @property
     def busy(self) -> bool:
         return self.session is not None
 
-    async def start(self, profile: Any) -> str:
-        """Start ``profile`` (already validated against the limits); returns the session id."""
-        if self.session is not None:
-            raise RunnerError(
-                f"a session is already running ({self.session.profile.name}); stop it first"
-            )
-        if not self.treadmill.is_connected or self.treadmill.capabilities is None:
-            raise RunnerError("the treadmill is not connected")
-        caps = self.treadmill.capabilities
-        if not caps.can_set_speed:
-            raise RunnerError("this treadmill does not accept speed targets over FTMS")
-        now = self.clock.monotonic()
-        started = datetime.fromtimestamp(self.wall(), UTC)
-        engine = self.engine_factory(profile, caps, now)
-        writer = SessionLogWriter.create(self.sessions_dir, started, profile.name, t0=now)
-        sid = f"{started.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        session = Session(sid, profile, engine, writer, now, started)
-        writer.header(
-            session_id=sid,
-            started_at=started.isoformat().replace("+00:00", "Z"),
-            profile=_dump(profile),
-            limits=_dump(self.safety),
-            treadmill=caps.to_dict(),
-            version=__version__,
-        )
-        self.session = session
-        self.last_profile = profile
-        self.last_log = writer.path
-        self._watch = {
-            "speed": SetpointWatch(
-                "speed", _tolerance(caps.speed_range, 0.15), self.safety.settle_s
-            ),
-            "incline": SetpointWatch(
-                "incline", _tolerance(caps.incline_range, 0.3), self.safety.settle_s
-            ),
-        }
-        self._task = asyncio.create_task(self._run(session), name=f"session-{sid}")
+    async def start(
+        self,
+        profile: Profile,
+        *,
+        limits: Safety | None = None,
+        header: dict[str, Any] | None = None,
+    ) -> str:
+        """Start ``profile`` (validated); returns the session id.
+
+        ``limits`` replaces ``[safety]`` for this session (a walker's tighter limits);
+        ``header`` adds fields to the session log's header (walker, plan).
+        """
+        sid: str = await self._ask("start", profile=profile, limits=limits, header=header)
         return sid
 
     async def stop(self) -> None:
-        """Stop the belt now, ahead of everything queued, and end the session."""
-        s = self.session
-        if s is not None:
-            self._end(s, "stopped", "stopped by command")
-        if s is not None:
-            s.belt = "stopped"
-        if self.treadmill.is_connected:
-            await self.treadmill.stop()
-        elif s is None:
-            raise RunnerError("the treadmill is not connected")
-        self._wake.set()
-
-    def _require(self, action: str) -> Session:
-        s = self.session
-        if s is None or s.outcome is not None:
-            raise RunnerError(f"nothing to {action}: no session is running")
-        if not self.treadmill.is_connected and action != "pause":
-            raise RunnerError(f"cannot {action}: the treadmill is not connected")
-        return s
+        """Stop the belt now, ahead of everything else; the result says if it got there."""
+        await self._ask("stop")
 
     async def pause(self) -> None:
-        s = self._require("pause")
-        # A turn with a turn speed keeps the belt moving: that one can still be paused.
-        if s.step is not None and (
-            s.step.state == "paused" or (s.step.state == "turning" and s.belt != "running")
-        ):
-            raise RunnerError("already paused")
-        s.engine.pause(self.clock.monotonic())
-        await self._apply_now(s)
+        await self._ask("pause")
 
     async def resume(self) -> None:
-        s = self._require("resume")
-        state = s.step.state if s.step is not None else "running"
-        if state not in ("paused", "turning"):
-            raise RunnerError("not paused: nothing to resume")
-        s.awaiting_reconnect_resume = False
-        s.engine.resume(self.clock.monotonic())
-        await self._apply_now(s)
+        await self._ask("resume")
 
     async def skip(self) -> None:
-        s = self._require("skip")
-        s.engine.skip(self.clock.monotonic())
-        await self._apply_now(s)
+        await self._ask("skip")
 
     async def finish(self) -> None:
-        s = self._require("finish")
-        s.engine.finish(self.clock.monotonic())
-        await self._apply_now(s)
+        await self._ask("finish")
 
     async def set(self, speed_kmh: float | None, incline_pct: float | None) -> None:
-        s = self._require("set")
-        caps = self.treadmill.capabilities
-        if speed_kmh is not None and speed_kmh > self.safety.max_speed_kmh:
-            raise RunnerError(
-                f"speed_kmh {speed_kmh:g} is above the safety limit of "
-                f"{self.safety.max_speed_kmh:g}"
-            )
-        if incline_pct is not None:
-            if caps is None or not caps.can_set_incline:
-                raise RunnerError("this treadmill does not accept incline targets")
-            if incline_pct > self.safety.max_incline_pct:
-                raise RunnerError(
-                    f"incline_pct {incline_pct:g} is above the safety limit of "
-                    f"{self.safety.max_incline_pct:g}"
-                )
-        s.engine.set_manual(self.clock.monotonic(), speed_kmh=speed_kmh, incline_pct=incline_pct)
-        for q, v in (("speed", speed_kmh), ("incline", incline_pct)):
-            if v is not None:
-                s.overridden.discard(q)
-        await self._apply_now(s)
-
-    async def _apply_now(self, s: Session) -> None:
-        self._wake.set()
-        await asyncio.sleep(0)
+        await self._ask("set", speed_kmh=speed_kmh, incline_pct=incline_pct)
 
     async def wait_finished(self) -> Outcome | None:
-        task = self._task
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(task)
+        """Wait until no session is running; the last outcome."""
+        if self.session is not None:
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(fut)
+            await fut
         return self.last_outcome
 
     async def shutdown(self, timeout_s: float = 10.0) -> None:
         """SIGTERM path: stop the belt, close the log with its footer, within ``timeout_s``."""
-        s = self.session
-        if s is None:
+        if self.session is None:
             return
-        self._end(s, "stopped", "the daemon is shutting down")
-        self._wake.set()
-        task = self._task
-        if task is not None:
+        if self._task is None or self._task.done():
+            # The runner's task is gone (a bug): still try to stop the belt.
+            log.error("runner task not running at shutdown: stopping the belt directly")
             try:
                 async with asyncio.timeout(timeout_s):
-                    await asyncio.shield(task)
-            except TimeoutError:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-
-    # ------------------------------------------------------------------ the loop
-
-    def _end(self, s: Session, outcome: Outcome, message: str) -> None:
-        if s.outcome is None:
-            s.outcome = outcome
-            s.outcome_message = message
-
-    async def _run(self, s: Session) -> None:
+                    await self.treadmill.stop()
+            except (RetrotreadError, TimeoutError) as exc:
+                log.warning("could not stop the belt at shutdown: %s", exc)
+            return
         try:
-            self.event(
-                "session_started",
-                f"Starting {s.profile.title or s.profile.name}.",
-                profile=s.profile.name,
-            )
-            await self._start_belt(s, None)
-            if s.outcome is None:
-                # Phase time and ramps start when the belt actually runs (after the
-                # treadmill's own start countdown), not when the command was accepted.
-                caps = self.treadmill.capabilities
-                s.engine = self.engine_factory(s.profile, caps, self.clock.monotonic())
-                await self._loop(s)
-        except asyncio.CancelledError:
-            self._end(s, "interrupted", "cancelled")
-            raise
-        except Exception as exc:  # when in doubt, the belt stops
-            log.exception("session failed")
-            self._end(s, "error", f"internal error: {exc}")
-        finally:
-            await self._finish(s)
+            async with asyncio.timeout(timeout_s):
+                await self._ask("shutdown")
+        except TimeoutError:
+            log.error("session did not close within %g s of shutdown", timeout_s)
 
-    async def _loop(self, s: Session) -> None:
-        while s.outcome is None:
+    async def _ask(self, action: str, **args: Any) -> Any:
+        if self._task is None or self._task.done():
+            raise RunnerError("the session runner is not running")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._post(_Request(action, fut, args))
+        return await fut
+
+    # ------------------------------------------------------------------ the task
+
+    def _post(self, message: Message) -> None:
+        """The only way in: library callbacks and commands only enqueue."""
+        self._inbox.append(message)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The runner's task: handle messages and time, one at a time, until cancelled."""
+        self._task = asyncio.current_task()
+        while True:
+            message = await self._receive()
             now = self.clock.monotonic()
-            step = s.engine.tick(now)
-            s.step = step
-            self._emit_engine_events(s, step)
-            if step.state == "completed":
-                self._end(
-                    s,
-                    "finished_early" if getattr(step, "finished_early", False) else "completed",
-                    "profile complete",
-                )
-                break
             try:
-                await self._apply(s, step)
-            except LinkError as exc:
-                log.info("command not sent, link down: %s", exc)
-            except ControlError as exc:
-                self.event("error", f"The treadmill refused a command: {exc}")
-                self._end(s, "error", str(exc))
-                break
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.tick_s * 4):
-                    await self._sleep_or_wake()
+                if message is not None:
+                    self._handle(message, now)
+                self._advance(now)
+            except Exception as exc:  # when in doubt, the belt stops
+                log.exception("session runner failed on %s", type(message).__name__)
+                self._fail_safe(exc, now)
 
-    async def _sleep_or_wake(self) -> None:
+    async def _receive(self) -> Message | None:
+        if self._inbox:
+            return self._inbox.popleft()
+        self._wake.clear()
         sleeper = asyncio.ensure_future(self.clock.sleep(self.tick_s))
         waker = asyncio.ensure_future(self._wake.wait())
         try:
@@ -422,244 +404,679 @@ class SessionRunner:
         finally:
             sleeper.cancel()
             waker.cancel()
+        return self._inbox.popleft() if self._inbox else None
 
-    def _emit_engine_events(self, s: Session, step: Any) -> None:
-        for ev in getattr(step, "events", ()) or ():
-            kind = str(ev.type)
-            extra = {k: v for k, v in dict(getattr(ev, "data", {}) or {}).items()}
-            if kind == "phase_started":
-                s.log.sync()
-                self._watch["speed"].reset()
-                self._watch["incline"].reset()
-                s.overridden.clear()
-            if kind == "completed":
-                continue
-            self.event(kind, str(ev.message), **extra)
-        remaining = int(getattr(step, "phase_remaining_s", 0.0)) // 5 * 5
-        if getattr(step, "phase_index", None) != s.phase_index or remaining != s.last_remaining:
+    def _fail_safe(self, exc: Exception, now: float) -> None:
+        s = self.session
+        try:
+            if s is not None and s.alive:
+                self.event("error", f"Internal error; stopping the belt: {exc}")
+                self._end(s, "error", f"internal error: {exc}", now)
+            else:
+                self._latch_stop(now)
+        except Exception:
+            log.exception("session runner failed while stopping")
+
+    def _handle(self, message: Message, now: float) -> None:
+        if isinstance(message, _Request):
+            self._on_request(message, now)
+        elif isinstance(message, _Done):
+            self._on_done(message, now)
+        elif isinstance(message, RawFrame):
+            self._on_frame(message)
+        elif isinstance(message, Telemetry):
+            self._on_telemetry(message, now)
+        elif isinstance(message, StatusChanged):
+            self._on_status(message, now)
+        elif isinstance(message, TrainingChanged):
+            self._on_training(message, now)
+        elif isinstance(message, LinkDown):
+            self._on_link_down(message, now)
+        elif isinstance(message, LinkUp):
+            self._on_link_up(message, now)
+        elif isinstance(message, BadFrame):
+            s = self.session
+            if s is not None and not s.log.closed:
+                s.log.record("event", message.t, event="bad_frame", message=str(message.error))
+
+    def _advance(self, now: float) -> None:
+        """After every message and every tick: engine time, then the belt follows it."""
+        s = self.session
+        if s is not None and s.alive:
+            self._tick(s, now)
+        if s is not None and s.alive:
+            self._reconcile(s, now)
+        if (
+            self.stop_latched
+            and not self._stop_in_flight
+            and self.treadmill.is_connected
+            and now >= self._stop_retry_at
+        ):
+            self._submit_stop(now)
+        if s is not None and not s.alive:
+            self._maybe_close(s, now)
+
+    # ------------------------------------------------------------------ commands
+
+    def _on_request(self, request: _Request, now: float) -> None:
+        handler = getattr(self, f"_cmd_{request.action}", None)
+        fut = request.future
+        if handler is None:
+            fut.set_exception(RunnerError(f"unknown action {request.action!r}"))
+            return
+        try:
+            result = handler(request, now)
+        except RunnerError as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+        except Exception as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+            raise
+        else:
+            if result is not _LATER and not fut.done():
+                fut.set_result(result)
+
+    def _cmd_start(self, request: _Request, now: float) -> str:
+        profile: Profile = request.args["profile"]
+        limits: Safety = request.args.get("limits") or self.safety
+        s = self.session
+        if s is not None:
+            if s.alive:
+                raise RunnerError(f"a session is already running ({s.profile.name}); stop it first")
+            raise RunnerError("the last session is still ending; try again in a moment")
+        caps = self.treadmill.capabilities
+        if not self.treadmill.is_connected or caps is None:
+            raise RunnerError("the treadmill is not connected")
+        if not caps.can_set_speed or caps.speed_range is None:
+            raise RunnerError("this treadmill does not accept speed targets over FTMS")
+        if self.stop_latched or self.belt in (Belt.STOPPING, Belt.PAUSING):
+            raise RunnerError("the belt is still being stopped; send start again in a moment")
+        if self.belt in (Belt.RUNNING, Belt.STARTING):
+            raise RunnerError(
+                "the belt is moving (started at the treadmill): stop or pause it there first"
+            )
+        engine = self._new_engine(profile, limits, caps, now)
+        started = datetime.fromtimestamp(self.wall(), UTC)
+        try:
+            writer = SessionLogWriter.create(self.sessions_dir, started, profile.name, t0=now)
+        except OSError as exc:
+            raise RunnerError(f"cannot record the session in {self.sessions_dir}: {exc}") from None
+        sid = f"{started.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        session = Session(sid, profile, limits, engine, engine.tick(now), writer, now, started)
+        session.watch = {
+            "speed": SetpointWatch("speed", _tolerance(caps.speed_range, 0.15), limits.settle_s),
+            "incline": SetpointWatch(
+                "incline", _tolerance(caps.incline_range, 0.3), limits.settle_s
+            ),
+        }
+        writer.header(
+            session_id=sid,
+            started_at=started.isoformat().replace("+00:00", "Z"),
+            profile=profile.model_dump(mode="json"),
+            limits=_dump_limits(limits),
+            treadmill=caps.to_dict(),
+            version=__version__,
+            **(request.args.get("header") or {}),
+        )
+        self.session = session
+        self.last_profile = profile
+        self.last_log = writer.path
+        self.event(
+            "session_started",
+            f"Starting {profile.title or profile.name}.",
+            profile=profile.name,
+        )
+        self._emit_engine_events(session, session.step)
+        self._publish_state()
+        return sid
+
+    def _new_engine(
+        self, profile: Profile, limits: Safety, caps: Capabilities, now: float
+    ) -> Engine:
+        assert caps.speed_range is not None
+        incline = caps.incline_range if caps.can_set_incline else None
+        try:
+            device = device_grids(limits, caps.speed_range, incline)
+            return Engine(
+                profile,
+                limits,
+                device,
+                now,
+                turn_speed_kmh=self.turn_speed_kmh,
+                turn_countdown_s=self.turn_countdown_s,
+                start_paused=True,
+            )
+        except (ConfigError, ProfileError, ValueError) as exc:
+            raise RunnerError(str(exc)) from None
+
+    def _cmd_stop(self, request: _Request, now: float) -> object:
+        s = self.session
+        connected = self.treadmill.is_connected
+        if s is not None and s.alive:
+            outcome: Outcome = "stopped" if connected else "interrupted"
+            self._end(s, outcome, "stopped by command", now)
+        else:
+            self._latch_stop(now)
+        if not connected:
+            raise RunnerError(NOT_REACHABLE)
+        self._stop_waiters.append(request.future)
+        return _LATER
+
+    def _require(self, action: str) -> Session:
+        s = self.session
+        if s is None or not s.alive:
+            raise RunnerError(f"nothing to {action}: no session is running")
+        if not self.treadmill.is_connected:
+            if action == "pause":
+                raise RunnerError(
+                    "treadmill not reachable: use its pause or stop button; retrotread pauses "
+                    "the belt as soon as it is back"
+                )
+            raise RunnerError(f"cannot {action}: the treadmill is not connected")
+        return s
+
+    def _cmd_pause(self, request: _Request, now: float) -> None:
+        s = self._require("pause")
+        moving = self.belt in (Belt.RUNNING, Belt.STARTING) or s.resume_requested
+        if not moving:
+            raise RunnerError("already paused")
+        s.resume_requested = False
+        s.engine.pause(now)
+
+    def _cmd_resume(self, request: _Request, now: float) -> None:
+        s = self._require("resume")
+        state = s.engine.state
+        if s.resume_requested:
+            raise RunnerError("already starting: the belt is on its way")
+        if state == "turning" and self.belt == Belt.RUNNING:
+            s.engine.resume(now)  # a slow turn: ramp on from the turn speed
+            return
+        if state not in ("paused", "turning"):
+            raise RunnerError("not paused: nothing to resume")
+        s.resume_requested = True
+
+    def _cmd_skip(self, request: _Request, now: float) -> None:
+        self._require("skip").engine.skip(now)
+
+    def _cmd_finish(self, request: _Request, now: float) -> None:
+        self._require("finish").engine.finish(now)
+
+    def _cmd_set(self, request: _Request, now: float) -> None:
+        s = self._require("set")
+        speed: float | None = request.args.get("speed_kmh")
+        incline: float | None = request.args.get("incline_pct")
+        limits = s.limits
+        for name, value in (("speed_kmh", speed), ("incline_pct", incline)):
+            if value is not None and not math.isfinite(value):
+                raise RunnerError(f"{name} must be a number, not {value}")
+        if speed is not None and speed > limits.max_speed_kmh:
+            raise RunnerError(
+                f"speed_kmh {speed:g} is above the safety limit of {limits.max_speed_kmh:g}"
+            )
+        if incline is not None:
+            if s.engine.device.incline is None:
+                raise RunnerError("this treadmill does not accept incline targets")
+            if incline > limits.max_incline_pct:
+                raise RunnerError(
+                    f"incline_pct {incline:g} is above the safety limit of "
+                    f"{limits.max_incline_pct:g}"
+                )
+        try:
+            s.engine.set_manual(now, speed_kmh=speed, incline_pct=incline)
+        except ProfileError as exc:
+            raise RunnerError(str(exc)) from None
+        for q, v in (("speed", speed), ("incline", incline)):
+            if v is not None:
+                s.overridden.discard(q)
+
+    def _cmd_shutdown(self, request: _Request, now: float) -> object:
+        s = self.session
+        if s is None:
+            return None
+        self._idle_waiters.append(request.future)  # before: the session may close at once
+        if s.alive:
+            self._end(s, "stopped", "the daemon is shutting down", now)
+        return _LATER
+
+    # ------------------------------------------------------------------ the engine
+
+    def _tick(self, s: Session, now: float) -> None:
+        step = s.engine.tick(now)
+        s.step = step
+        self._emit_engine_events(s, step)
+        if step.state == "completed":
+            outcome: Outcome = "finished_early" if step.finished_early else "completed"
+            self._end(s, outcome, "profile complete", now)
+            return
+        remaining = int(step.phase_remaining_s) // 5 * 5
+        if step.phase_index != s.phase_index or remaining != s.last_remaining:
             # Every 5 s of phase time: the retained state carries the time left.
             s.phase_index = step.phase_index
             s.last_remaining = remaining
             self._publish_state()
 
-    async def _apply(self, s: Session, step: Any) -> None:
-        if not self.treadmill.is_connected:
+    def _emit_engine_events(self, s: Session, step: Step) -> None:
+        for ev in step.events:
+            if ev.type == "phase_started":
+                s.log.sync()
+                for w in s.watch.values():
+                    w.reset()
+                s.overridden.clear()
+            if ev.type != "completed":
+                self.event(ev.type, ev.message, **ev.data)
+
+    def _desired_moving(self, s: Session) -> bool:
+        state = s.step.state
+        if state in ("running", "finishing"):
+            return True
+        if s.resume_requested:
+            return True
+        return state == "turning" and s.step.target_speed_kmh is not None
+
+    def _reconcile(self, s: Session, now: float) -> None:
+        """Move the belt toward what the session wants; write setpoints while it runs."""
+        if not self.treadmill.is_connected or self.stop_latched:
             return
-        if s.awaiting_reconnect_resume:
-            return
-        caps = self.treadmill.capabilities
-        assert caps is not None
-        turn_running = step.state == "turning" and step.target_speed_kmh
-        want_running = step.state in ("running", "finishing") or bool(turn_running)
-        if not want_running:
-            if s.belt == "running":
-                s.belt = "paused"  # before the write: its status echo may come first
-                self._forget_sent(s)
-                await self.treadmill.pause()
-                self._publish_state()
-            return
-        if s.belt != "running":
-            await self._start_belt(s, step)
-            if s.outcome is not None:
-                return
-        now = self.clock.monotonic()
-        if "speed" not in s.overridden and step.target_speed_kmh is not None:
-            await self._send(s, "speed", step.target_speed_kmh, now)
+        belt = self.belt
+        if self._desired_moving(s):
+            if belt in (Belt.STOPPED, Belt.PAUSED):
+                self._begin_start(s, now)
+            elif belt == Belt.STARTING and now > self._start_deadline:
+                self.event("error", "The belt did not start.")
+                self._end(s, "error", "the belt did not start after FTMS Start", now)
+            elif belt == Belt.RUNNING:
+                self._write_setpoints(s, now)
+        elif belt in (Belt.RUNNING, Belt.STARTING):
+            self._submit_pause(now, "pause")
+
+    def _begin_start(self, s: Session, now: float) -> None:
+        """A start from rest: the low restart speed first, Start/Resume once it is taken."""
+        grid = s.engine.device.speed
+        self._set_belt(Belt.STARTING, now)
+        self._start_acked = False
+        self._start_deadline = math.inf
+        self._submit_setpoint("speed", grid.value(grid.start), now, job="restart_speed")
+
+    def _write_setpoints(self, s: Session, now: float) -> None:
+        step = s.step
+        wanted: dict[Quantity, float | None] = {
+            "speed": step.target_speed_kmh,
+            "incline": step.target_incline_pct,
+        }
+        for q in QUANTITIES:
+            value = wanted[q]
+            grid = s.engine.device.speed if q == "speed" else s.engine.device.incline
+            if value is None or grid is None or q in s.overridden or self._outstanding[q]:
+                continue
+            if now - self._written_at[q] < s.limits.step_interval_s - 1e-9:
+                continue
+            nxt = _limited(grid, self.targets[q], self.actual[q], value)
+            if nxt is not None:
+                self._submit_setpoint(q, nxt, now)
+
+    # ------------------------------------------------------------------ control point
+
+    def _submit(
+        self, request: bytes, done: _Done, *, urgent: bool = False
+    ) -> asyncio.Future[cp.ControlResponse]:
+        fut = self.treadmill.submit(request, urgent=urgent)
+        kind = {0x07: "start", 0x08: "pause" if request[1:2] == b"\x02" else "stop"}.get(request[0])
+        if kind is not None:
+            self._control_echo[kind] = math.inf
+
+        def finished(f: asyncio.Future[cp.ControlResponse]) -> None:
+            if f.cancelled():
+                done.error = asyncio.CancelledError()
+            elif f.exception() is not None:
+                done.error = f.exception()
+            else:
+                done.response = f.result()
+            self._post(done)
+
+        fut.add_done_callback(finished)
+        return fut
+
+    def _submit_setpoint(
+        self, q: Quantity, value: float, now: float, job: Job = "setpoint"
+    ) -> None:
+        self._outstanding[q] = True
+        self._echo[q] = (value, math.inf)
+        s = self.session
+        if s is not None:
+            s.watch[q].commanded(value, now)
+        request = cp.set_target_speed(value) if q == "speed" else cp.set_target_incline(value)
+        self._submit(request, _Done(job, self._epoch, q, value))
+
+    def _submit_pause(self, now: float, why: str) -> None:
+        self._set_belt(Belt.PAUSING, now)
+        self._start_acked = False
+        self._submit(cp.pause(), _Done("pause", self._epoch), urgent=True)
+
+    def _latch_stop(self, now: float) -> None:
+        """A stop is kept until the treadmill confirms it (SPEC.md §2 "Stop is latched")."""
+        newly = not self.stop_latched
+        self.stop_latched = True
+        if self.session is not None:
+            self.session.resume_requested = False
+        if self.treadmill.is_connected and not self._stop_in_flight:
+            self._submit_stop(now)
+        elif newly:
+            self._publish_state()
+
+    def _submit_stop(self, now: float) -> None:
+        self._stop_in_flight = True
+        self._stop_retry_at = math.inf
+        self._set_belt(Belt.STOPPING, now)
+        self._start_acked = False
+        self._submit(cp.stop(), _Done("stop", self._epoch), urgent=True)
+
+    def _on_done(self, done: _Done, now: float) -> None:
+        if done.epoch != self._epoch:
+            return  # from a link that has since dropped: the link-loss path handled it
+        kind = {"start": "start", "pause": "pause", "stop": "stop"}.get(done.job)
+        if kind is not None:
+            self._control_echo[kind] = now + ECHO_WINDOW_S
+        if done.quantity is not None:
+            self._outstanding[done.quantity] = False
+            value = done.value
+            assert value is not None
+            if done.ok:
+                self.targets[done.quantity] = value
+                self._echo[done.quantity] = (value, now + ECHO_WINDOW_S)
+            else:
+                self._echo.pop(done.quantity, None)
+        {
+            "setpoint": self._setpoint_done,
+            "restart_speed": self._restart_done,
+            "start": self._start_done,
+            "pause": self._pause_done,
+            "stop": self._stop_done,
+        }[done.job](done, now)
+
+    def _refused(self, done: _Done) -> str | None:
+        """Why a request did not go through, when the treadmill itself said no.
+
+        None for everything else: superseded by a stop or pause, or lost with the link (a
+        timeout or ATT trouble drops the link: the link-loss path handles those).
+        """
+        if done.response is not None and not done.response.ok:
+            return f"{cp.op_name(done.response.request_op)}: {done.response.result_name}"
+        error = done.error
         if (
-            "incline" not in s.overridden
-            and step.target_incline_pct is not None
-            and caps.can_set_incline
+            isinstance(error, ControlError)
+            and not isinstance(error, Superseded)
+            and error.result_code is not None
         ):
-            await self._send(s, "incline", step.target_incline_pct, now)
+            return str(error)
+        return None
 
-    async def _send(self, s: Session, q: Quantity, value: float, now: float) -> None:
-        last = s.sent[q]
-        if last is not None and abs(last - value) < 1e-9:
+    def _setpoint_done(self, done: _Done, now: float) -> None:
+        s = self.session
+        why = self._refused(done)
+        if why is not None and s is not None and s.alive:
+            self.event("error", f"The treadmill refused a command: {why}")
+            self._end(s, "error", why, now)
+
+    def _restart_done(self, done: _Done, now: float) -> None:
+        s = self.session
+        if self.belt != Belt.STARTING or s is None or not s.alive:
             return
-        if last is not None:
-            # Defence in depth behind the engine: on the wire, one quantity never changes
-            # by more than its step, nor more often than step_interval_s (SPEC.md §2).
-            if now - s.sent_at[q] < self.safety.step_interval_s - 1e-9:
-                return
-            grid = getattr(getattr(s.engine, "device", None), q, None)
-            step = grid.step / grid.div if grid is not None else self._step_limit(q)
-            if abs(value - last) > step + 1e-9:
-                value = round(last + (step if value > last else -step), 2)
-        s.sent_at[q] = now
-        # Recorded before the write: the treadmill's status echo of this very target can
-        # arrive before the Control Point indication (FTMS.md §8.3 rule 8).
-        s.sent[q] = value
-        self._watch[q].commanded(value, now)
-        if q == "speed":
-            await self.treadmill.set_speed(value)
-        else:
-            await self.treadmill.set_incline(value)
+        if done.ok:
+            self._start_request = self._submit(cp.start_or_resume(), _Done("start", self._epoch))
+            return
+        why = self._refused(done)
+        if why is not None:
+            # Not safe to start: the treadmill might head back to its old speed.
+            self.event("error", f"The treadmill refused the restart speed ({why}); stopping.")
+            self._end(s, "error", f"restart speed refused: {why}", now)
 
-    def _step_limit(self, q: Quantity) -> float:
-        return self.safety.speed_step_kmh if q == "speed" else self.safety.incline_step_pct
+    def _start_done(self, done: _Done, now: float) -> None:
+        s = self.session
+        if self.belt != Belt.STARTING or s is None or not s.alive:
+            return
+        result = done.response.result if done.response is not None else None
+        moving = (self.actual["speed"] or 0.0) > 0
+        if done.ok or (result == cp.ResultCode.OPERATION_FAILED and moving):
+            self._start_acked = True
+            self._start_deadline = now + self.start_timeout_s
+            if moving:
+                self._belt_runs(s, now)
+            return
+        why = self._refused(done)
+        if why is not None:
+            self.event("error", f"The treadmill refused to start: {why}")
+            self._end(s, "error", f"start refused: {why}", now)
 
-    def _forget_sent(self, s: Session) -> None:
-        s.sent = {"speed": None, "incline": None}
-        self._watch["speed"].reset()
-        self._watch["incline"].reset()
+    def _pause_done(self, done: _Done, now: float) -> None:
+        if self.belt != Belt.PAUSING:
+            return
+        result = done.response.result if done.response is not None else None
+        if done.ok or result == cp.ResultCode.OPERATION_FAILED:
+            # 0x04: nothing to pause (already paused or stopped): at rest all the same.
+            self._set_belt(Belt.PAUSED, now)
+            return
+        why = self._refused(done)
+        if why is not None:
+            self.event("error", f"The treadmill refused to pause ({why}); stopping the belt.")
+            s = self.session
+            if s is not None and s.alive:
+                self._end(s, "error", f"pause refused: {why}", now)
+            else:
+                self._latch_stop(now)
 
-    async def _start_belt(self, s: Session, step: Any) -> None:
-        """FTMS Start/Resume; a resume first sets the low restart speed so nothing jumps."""
-        if s.belt == "paused" and step is not None and step.target_speed_kmh is not None:
-            s.sent["speed"] = step.target_speed_kmh
-            s.sent_at["speed"] = self.clock.monotonic()
-            self._watch["speed"].commanded(step.target_speed_kmh, self.clock.monotonic())
-            await self.treadmill.set_speed(step.target_speed_kmh)
-        self._belt_running.clear()
-        s.belt = "running"
-        await self.treadmill.start()
-        self._publish_state()
-        # FTMS.md §8.4 step 5: wait for the countdown before writing speeds.
-        try:
-            async with asyncio.timeout(self.start_timeout_s):
-                while not self._belt_running.is_set() and s.outcome is None:
-                    self._wake.clear()  # or every telemetry sample would make this spin
-                    await self._sleep_or_wake()
-        except TimeoutError:
-            self.event("error", "The belt did not start.")
-            self._end(s, "error", "the belt did not start after FTMS Start")
+    def _stop_done(self, done: _Done, now: float) -> None:
+        self._stop_in_flight = False
+        result = done.response.result if done.response is not None else None
+        if done.ok or result == cp.ResultCode.OPERATION_FAILED:
+            # 0x04: stop while stopped: the treadmill says the belt is at rest.
+            self._stop_confirmed(now)
+            return
+        if not self.treadmill.is_connected or (
+            done.error is not None and self._refused(done) is None
+        ):
+            # Lost on the way (link loss, control point timeout): still latched, sent again
+            # first thing after the reconnect.
+            self._resolve_stop_waiters(RunnerError(NOT_REACHABLE))
+            return
+        why = self._refused(done) or str(done.error)
+        self.event("error", f"The treadmill refused stop ({why}): use its stop button.")
+        self._resolve_stop_waiters(
+            RunnerError(f"the treadmill refused stop ({why}): use its stop button")
+        )
+        self._stop_retry_at = now + STOP_RETRY_S
+
+    def _stop_confirmed(self, now: float) -> None:
+        self.stop_latched = False
+        self._stop_in_flight = False
+        if self.belt == Belt.STOPPED:
+            self._publish_state()  # stop_pending changed
+        self._set_belt(Belt.STOPPED, now)
+        self.targets["speed"] = 0.0
+        self._resolve_stop_waiters(None)
+
+    def _resolve_stop_waiters(self, error: Exception | None) -> None:
+        waiters, self._stop_waiters = self._stop_waiters, []
+        for fut in waiters:
+            if fut.done():
+                continue
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+
+    def _belt_runs(self, s: Session, now: float) -> None:
+        self._set_belt(Belt.RUNNING, now)
+        self._start_deadline = math.inf
+        if s.resume_requested:
+            s.resume_requested = False
+            s.engine.resume(now)
+            self._tick(s, now)
+
+    def _set_belt(self, belt: Belt, now: float) -> None:
+        if belt != self.belt:
+            if self.belt == Belt.STARTING and belt != Belt.RUNNING:
+                # A Start still waiting in the queue must not go out any more.
+                start, self._start_request = self._start_request, None
+                if start is not None and not start.done():
+                    start.cancel()
+            self.belt = belt
+            self._publish_state()  # every transition goes to the log and the retained state
 
     # ------------------------------------------------------------------ link events
 
-    def _on_link_event(self, event: LinkEvent) -> None:
+    def _on_frame(self, frame: RawFrame) -> None:
         s = self.session
-        if isinstance(event, RawFrame):
-            if s is not None and not s.log.closed:
-                s.log.frame(event.direction, event.t, event.char, event.data)
-            return
-        if isinstance(event, Telemetry):
-            self._on_telemetry(s, event)
-        elif isinstance(event, StatusChanged):
-            self._on_status(s, event)
-        elif isinstance(event, TrainingChanged):
-            if event.training.status in (TrainingStatus.MANUAL_MODE, TrainingStatus.OTHER):
-                self._belt_running.set()
-        elif isinstance(event, LinkDown):
-            self._belt_running.clear()
-            if s is not None and s.outcome is None:
-                s.interrupted = True
-                s.interruptions += 1
-                s.engine.pause(self.clock.monotonic())
-                s.belt = "stopped"
-                self._forget_sent(s)
-                self.event(
-                    "link_lost", f"Lost the treadmill: {event.reason}. Waiting for it to come back."
-                )
-            self._publish_state()
-        elif isinstance(event, LinkUp):
-            if s is not None and s.outcome is None and s.interrupted:
-                s.awaiting_reconnect_resume = self.on_reconnect == "pause"
-                self.event(
-                    "link_restored",
-                    "The treadmill is back. The session is paused: send resume to go on."
-                    if self.on_reconnect == "pause"
-                    else "The treadmill is back; the session was stopped.",
-                )
-                asyncio.get_running_loop().create_task(self._after_reconnect(s))
-            self._publish_state()
-        elif isinstance(event, BadFrame) and s is not None:
-            s.log.record("event", event.t, event="bad_frame", message=str(event.error))
-        self._wake.set()
+        if s is not None and not s.log.closed:
+            s.log.frame(frame.direction, frame.t, frame.char, frame.data)
+        if frame.direction == "tx" and frame.data[:1] in (b"\x02", b"\x03"):
+            q: Quantity = "speed" if frame.data[0] == 0x02 else "incline"
+            self._written_at[q] = frame.t
 
-    async def _after_reconnect(self, s: Session) -> None:
-        """SPEC.md §2: on reconnect the belt is paused (or stopped) — never restarted by us."""
-        try:
+    def _on_link_down(self, event: LinkDown, now: float) -> None:
+        self._epoch += 1
+        self._set_belt(Belt.UNKNOWN, now)
+        self._reset_link_knowledge()
+        if self.stop_latched:
+            self._resolve_stop_waiters(RunnerError(NOT_REACHABLE))
+        s = self.session
+        if s is not None and s.alive:
+            s.interrupted = True
+            s.stats.interruptions += 1
+            s.resume_requested = False
+            s.engine.pause(now)
+            self.event(
+                "link_lost", f"Lost the treadmill: {event.reason}. Waiting for it to come back."
+            )
             if self.on_reconnect == "stop":
-                self._end(s, "interrupted", "link lost; on_reconnect = stop")
-                await self.treadmill.stop()
-            else:
-                await self.treadmill.pause()
-        except (ControlError, LinkError) as exc:
-            log.info("after reconnect: %s", exc)  # a belt already stopped answers 0x04
-        self._wake.set()
+                self._end(s, "interrupted", "link lost; on_reconnect = stop", now)
+        self._publish_state()
 
-    def _on_telemetry(self, s: Session | None, event: Telemetry) -> None:
+    def _reset_link_knowledge(self) -> None:
+        self._stop_in_flight = False
+        self._start_acked = False
+        self._start_deadline = math.inf
+        self._outstanding = {"speed": False, "incline": False}
+        self.targets = {"speed": None, "incline": None}
+        self.actual = {"speed": None, "incline": None}
+        self._echo.clear()
+        self._control_echo.clear()
+
+    def _on_link_up(self, event: LinkUp, now: float) -> None:
+        self._epoch += 1
+        self._reset_link_knowledge()
+        self._first_sample = True
+        self._set_belt(Belt.UNKNOWN, now)
+        s = self.session
+        if self.stop_latched:
+            self._submit_stop(now)  # the one thing carried across a disconnect
+        elif s is not None and s.alive:
+            # SPEC.md §2: on reconnect the belt is paused; only `resume` moves it again.
+            self._submit_pause(now, "reconnect")
+            self.event(
+                "link_restored",
+                "The treadmill is back. The session is paused: send resume to go on.",
+            )
+        self._publish_state()
+
+    def _on_telemetry(self, event: Telemetry, now: float) -> None:
         r = event.record
-        if r.speed_kmh is not None and r.speed_kmh > 0:
-            self._belt_running.set()
+        speed = r.speed_kmh
+        self.actual = {"speed": speed, "incline": r.incline_pct}
+        s = self.session
+        if self._first_sample:
+            self._first_sample = False
+            if self.belt == Belt.UNKNOWN and not self.stop_latched:
+                if (speed or 0.0) > 0:
+                    self._found_running(now)
+                else:
+                    self._set_belt(Belt.STOPPED, now)
+        moving = (speed or 0.0) > 0
+        if self.belt == Belt.STARTING and self._start_acked and moving and s is not None:
+            self._belt_runs(s, now)
+        elif s is None and not self.stop_latched:
+            # Nobody's session: follow what the walker does at the console.
+            if self.belt == Belt.STOPPED and moving:
+                self._set_belt(Belt.RUNNING, now)
+            elif self.belt == Belt.RUNNING and not moving:
+                self._set_belt(Belt.STOPPED, now)
+        self._publish_telemetry(s, event)
+        if s is not None and s.alive and self.belt == Belt.RUNNING:
+            self._check_following(s, event)
+
+    def _found_running(self, now: float) -> None:
+        """SPEC.md §2: a belt found running with no session (after a crash) is paused.
+
+        With a session just accepted (the start came before the first sample), the belt is
+        paused too: the session starts from rest, never from whatever speed it had.
+        """
+        self._submit_pause(now, "found running")
+        s = self.session
+        if s is not None and s.alive:
+            message = "The belt was already moving: pausing it so the session starts from rest."
+        else:
+            message = (
+                "The belt was running with no session (retrotread restarted?): pausing it. "
+                "Start a profile to go on, or use the treadmill's own buttons."
+            )
+        self.event("cue", message, reason="found_running")
+
+    def _publish_telemetry(self, s: Session | None, event: Telemetry) -> None:
+        r = event.record
         step = s.step if s is not None else None
-        payload = {
+        payload: dict[str, Any] = {
             "ts": self._ts(),
-            "session_id": s.session_id if s else None,
-            "elapsed_s": round(event.t - s.t0, 2) if s else None,
+            "session_id": s.session_id if s is not None else None,
+            "elapsed_s": round(event.t - s.t0, 2) if s is not None else None,
             "speed_kmh": r.speed_kmh,
             "incline_pct": r.incline_pct,
             "distance_m": None,
-            "target_speed_kmh": getattr(step, "target_speed_kmh", None),
-            "target_incline_pct": getattr(step, "target_incline_pct", None),
-            "phase": getattr(step, "phase_name", None),
-            "direction": getattr(step, "direction", None),
+            "target_speed_kmh": step.target_speed_kmh if step is not None else None,
+            "target_incline_pct": step.target_incline_pct if step is not None else None,
+            "phase": step.phase_name if step is not None else None,
+            "direction": step.direction if step is not None else None,
             "heart_rate_bpm": r.heart_rate_bpm or None,
             "energy_kcal": r.energy_kcal,
         }
-        if s is not None and s.outcome is None:
-            self._account(s, event)
-            payload["distance_m"] = round(s.distance_m, 1)
+        if s is not None and s.alive:
+            s.stats.add(event.t, r, step.direction if step is not None else None)
+            payload["distance_m"] = round(s.stats.distance_m, 1)
             s.log.record("telemetry", event.t, **{k: v for k, v in payload.items() if k != "ts"})
-            if s.belt == "running" and not s.awaiting_reconnect_resume:
-                self._check_following(s, event)
         elif r.distance_m is not None:
             payload["distance_m"] = float(r.distance_m)
         self._publish("telemetry", payload)
 
-    def _account(self, s: Session, event: Telemetry) -> None:
-        r = event.record
-        if r.distance_m is not None:
-            d = float(r.distance_m)
-            if s._device_distance is None:
-                s._distance_offset = -d
-            elif d < s._device_distance:  # the console reset its counter
-                s._distance_offset += s._device_distance
-            s._device_distance = d
-            s.distance_m = max(s.distance_m, d + s._distance_offset)
-        if s.last_sample_t is not None and r.speed_kmh:
-            dt = min(event.t - s.last_sample_t, 5.0)
-            if r.distance_m is None:
-                s.distance_m += r.speed_kmh / 3.6 * dt
-            if getattr(s.step, "direction", "forward") == "backward":
-                s.backward_s += dt
-            else:
-                s.forward_s += dt
-        s.last_sample_t = event.t
-        s.max_speed = max(s.max_speed, r.speed_kmh or 0.0)
-        s.max_incline = max(s.max_incline, r.incline_pct or 0.0)
-        if r.energy_kcal is not None:
-            s.energy_kcal = r.energy_kcal
-        if r.heart_rate_bpm:
-            s.heart_rates.append(r.heart_rate_bpm)
-
     def _check_following(self, s: Session, event: Telemetry) -> None:
+        if s.step.state not in ("running", "finishing"):
+            return
         r = event.record
         for q, actual in (("speed", r.speed_kmh), ("incline", r.incline_pct)):
             if actual is None or q in s.overridden:
                 continue
-            verdict = self._watch[q].observed(actual, event.t)  # type: ignore[index]
+            verdict = s.watch[q].observed(actual, event.t)  # type: ignore[index]
             if verdict == Verdict.OVERRIDE:
-                self._override(s, q, actual, "it stayed away from the target")  # type: ignore[arg-type]
+                self._override(s, q, actual, "it stayed away from the target", event.t)  # type: ignore[arg-type]
             elif verdict == Verdict.LOCKED:
                 if q == "speed":
-                    msg = (
-                        "The treadmill answers speed commands with success but the belt does not "
-                        "follow (speed-locked firmware). Stopping."
+                    self.event(
+                        "error",
+                        "The treadmill answers speed commands with success but the belt does "
+                        "not follow (speed-locked firmware). Stopping.",
                     )
-                    self.event("error", msg)
-                    self._end(s, "error", "speed-locked firmware: the belt ignores speed targets")
-                    asyncio.get_running_loop().create_task(self._stop_quietly())
+                    self._end(
+                        s, "error", "speed-locked firmware: the belt ignores speed targets", event.t
+                    )
                 else:
-                    self._override(s, "incline", actual, "the incline does not follow")
+                    self._override(s, "incline", actual, "the incline does not follow", event.t)
 
-    def _override(self, s: Session, q: Quantity, value: float, why: str) -> None:
+    def _override(self, s: Session, q: Quantity, value: float, why: str, now: float) -> None:
+        """The walker has ``q`` for the rest of this phase; ramps go on from ``value``."""
+        s.engine.override(q, actual=value)
+        s.watch[q].reset()
         if q in s.overridden:
             return
         s.overridden.add(q)
-        s.overrides += 1
-        s.engine.override(q, actual=value)
-        self._watch[q].reset()
+        s.stats.overrides += 1
         unit = "km/h" if q == "speed" else "%"
         self.event(
             "override",
@@ -670,79 +1087,145 @@ class SessionRunner:
             reason=why,
         )
 
-    def _on_status(self, s: Session | None, event: StatusChanged) -> None:
+    def _on_training(self, event: TrainingChanged, now: float) -> None:
+        s = self.session
+        status = event.training.status
+        if (
+            self.belt == Belt.STARTING
+            and self._start_acked
+            and s is not None
+            and status in (TrainingStatus.MANUAL_MODE, TrainingStatus.OTHER)
+        ):
+            self._belt_runs(s, now)
+
+    def _on_status(self, event: StatusChanged, now: float) -> None:
         st = event.status
-        if s is None or s.outcome is not None:
-            return
         op = st.op
-        now = event.t
+        s = self.session
+        alive = s is not None and s.alive
         if op == StatusOp.STOPPED_BY_SAFETY_KEY:
-            self.event(
-                "stopped_by_treadmill", "Safety key pulled: session over.", reason="safety_key"
-            )
-            self._end(s, "stopped_by_treadmill", "safety key pulled")
-            s.belt = "stopped"
+            self._stopped_at_treadmill(now, "safety_key", "Safety key pulled: session over.")
         elif op == StatusOp.STOPPED_OR_PAUSED_BY_USER:
-            action = st.values.get("control")
-            ours = s.belt == ("stopped" if action == "stop" else "paused")
-            if action == "stop" and not ours:
+            action = str(st.values.get("control"))
+            if self._our_echo(action, now):
+                return
+            if action == "stop":
+                self._stopped_at_treadmill(
+                    now, "console_stop", "Stopped at the treadmill: session over."
+                )
+            elif action == "pause":
+                self._set_belt(Belt.PAUSED, now)
+                if s is not None and alive:
+                    s.resume_requested = False
+                    s.engine.pause(now)
+                    self.event("cue", "Paused at the treadmill. Send resume to go on.")
+        elif op == StatusOp.STARTED_OR_RESUMED_BY_USER and not self._our_echo("start", now):
+            self._started_at_treadmill(now)
+        elif op in (StatusOp.CONTROL_PERMISSION_LOST, StatusOp.RESET):
+            if s is not None and alive:
                 self.event(
                     "stopped_by_treadmill",
-                    "Stopped at the treadmill: session over.",
-                    reason="console_stop",
+                    "The treadmill took control back: session over.",
+                    reason="control_lost",
                 )
-                self._end(s, "stopped_by_treadmill", "stopped at the treadmill")
-                s.belt = "stopped"
-            elif action == "pause" and not ours:
-                s.engine.pause(now)
-                s.belt = "paused"
-                self._forget_sent(s)
-                self.event("cue", "Paused at the treadmill. Send resume to go on.")
-        elif op == StatusOp.CONTROL_PERMISSION_LOST:
-            self.event(
-                "stopped_by_treadmill",
-                "The treadmill took control back: session over.",
-                reason="control_lost",
-            )
-            self._end(s, "stopped_by_treadmill", "control permission lost")
-        elif op == StatusOp.TARGET_SPEED_CHANGED and s.belt == "running":
-            v = st.values.get("target_speed_kmh")
-            if isinstance(v, float | int) and not self._watch["speed"].is_our_echo(float(v), now):
-                self._override(s, "speed", float(v), "changed at the console")
-        elif op == StatusOp.TARGET_INCLINE_CHANGED and s.belt == "running":
-            v = st.values.get("target_incline_pct")
-            if isinstance(v, float | int) and not self._watch["incline"].is_our_echo(float(v), now):
-                self._override(s, "incline", float(v), "changed at the console")
-        self._wake.set()
+                self._end(s, "stopped_by_treadmill", "control permission lost", now, stop=False)
+        elif op == StatusOp.TARGET_SPEED_CHANGED:
+            self._target_changed("speed", st.values.get("target_speed_kmh"), now)
+        elif op == StatusOp.TARGET_INCLINE_CHANGED:
+            self._target_changed("incline", st.values.get("target_incline_pct"), now)
 
-    async def _stop_quietly(self) -> None:
-        with contextlib.suppress(ControlError, LinkError):
-            await self.treadmill.stop()
+    def _our_echo(self, kind: str, now: float) -> bool:
+        """A stop/pause/start status that echoes our own request (before or after its reply)."""
+        until = self._control_echo.get(kind)
+        if until is not None and now <= until:
+            del self._control_echo[kind]
+            return True
+        return False
+
+    def _stopped_at_treadmill(self, now: float, reason: str, message: str) -> None:
+        """The treadmill's own stop is final: no write after it, not even a stop."""
+        self._set_belt(Belt.STOPPED, now)
+        self.targets["speed"] = 0.0
+        if self.stop_latched:
+            self._stop_confirmed(now)
+        s = self.session
+        if s is not None and s.alive:
+            self.event("stopped_by_treadmill", message, reason=reason)
+            self._end(s, "stopped_by_treadmill", message.split(":")[0].lower(), now, stop=False)
+
+    def _started_at_treadmill(self, now: float) -> None:
+        """The walker started the belt at the console: theirs, never fought."""
+        s = self.session
+        self._set_belt(Belt.RUNNING, now)
+        if s is None or not s.alive or s.engine.state not in ("paused", "turning"):
+            return
+        s.resume_requested = False
+        s.engine.resume(now)
+        s.step = s.engine.tick(now)
+        self._emit_engine_events(s, s.step)
+        value = self.targets["speed"] or self.actual["speed"] or 0.0
+        self._override(s, "speed", value, "started at the console", now)
+
+    def _target_changed(self, q: Quantity, raw: object, now: float) -> None:
+        if not isinstance(raw, int | float):
+            return
+        value = float(raw)
+        echo = self._echo.get(q)
+        self.targets[q] = value
+        if echo is not None and abs(echo[0] - value) < 1e-6 and now <= echo[1]:
+            return  # our own write, echoed (FTMS.md §8.3 rule 8: maybe before its reply)
+        s = self.session
+        if s is None or not s.alive:
+            return
+        if q == "speed" and self.belt not in (Belt.RUNNING, Belt.STARTING):
+            # Chosen at the console while the belt is at rest: the walker's new target,
+            # reached by ramping after the (low) restart.
+            if value <= 0:
+                return
+            wanted = min(value, s.limits.max_speed_kmh)
+            s.engine.set_manual(now, speed_kmh=wanted)
+            s.overridden.discard("speed")
+            s.stats.overrides += 1
+            self.event(
+                "override",
+                f"Speed set at the treadmill to {value:g} km/h while paused; the belt restarts "
+                f"low and ramps to {wanted:g} km/h.",
+                quantity=q,
+                value=value,
+                reason="changed at the console while paused",
+            )
+            return
+        self._override(s, q, value, "changed at the console", now)
 
     # ------------------------------------------------------------------ the end
 
-    async def _finish(self, s: Session) -> None:
-        outcome: Outcome = s.outcome or "error"
-        stopped_by_treadmill = outcome == "stopped_by_treadmill"
-        # The treadmill's own stop is final: we never send anything after it. Otherwise the
-        # belt is stopped (best effort, bounded) before the log is closed.
-        try:
-            if not stopped_by_treadmill and s.belt != "stopped" and self.treadmill.is_connected:
-                try:
-                    async with asyncio.timeout(5):
-                        await self.treadmill.stop()
-                except (ControlError, LinkError, TimeoutError) as exc:
-                    log.warning("could not stop the belt at session end: %s", exc)
-        finally:
-            self._close(s, outcome)
+    def _end(
+        self, s: Session, outcome: Outcome, message: str, now: float, *, stop: bool = True
+    ) -> None:
+        """Decide the outcome once; the belt is stopped (latched) unless the treadmill did."""
+        if not s.alive:
+            return
+        s.outcome = outcome
+        s.outcome_message = message
+        s.resume_requested = False
+        s.close_by = now + CLOSE_WAIT_S
+        if stop:
+            self._latch_stop(now)
+        self._publish_state()
+        self._maybe_close(s, now)
 
-    def _close(self, s: Session, outcome: Outcome) -> None:
-        """Footer, fsync, state: runs even when the stop above was cancelled."""
-        # A session completed after a reconnect is still completed; the summary counts
-        # the interruptions. One stopped while the treadmill was away was interrupted.
-        if outcome == "stopped" and s.interrupted and not self.treadmill.is_connected:
-            outcome = "interrupted"
-        summary = self._summary(s)
+    def _maybe_close(self, s: Session, now: float) -> None:
+        if self.session is not s:
+            return
+        if self.stop_latched and self.treadmill.is_connected and now < s.close_by:
+            return  # give the treadmill a moment to confirm the stop
+        self._close(s, now)
+
+    def _close(self, s: Session, now: float) -> None:
+        """Footer, fsync, state."""
+        outcome: Outcome = s.outcome or "error"
+        duration = now - s.t0
+        summary = s.stats.summary(duration, max(s.phase_index + 1, 0), s.outcome_message)
         self.event(
             "session_finished",
             _finish_message(outcome, s.outcome_message),
@@ -753,24 +1236,34 @@ class SessionRunner:
         self.last_outcome = outcome
         self.session = None
         self._publish_state()
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
-    def _summary(self, s: Session) -> dict[str, Any]:
-        duration = self.clock.monotonic() - s.t0
-        hr = s.heart_rates
-        return {
-            "duration_s": round(duration, 1),
-            "distance_m": round(s.distance_m, 1),
-            "backward_s": round(s.backward_s, 1),
-            "forward_s": round(s.forward_s, 1),
-            "max_speed_kmh": round(s.max_speed, 2),
-            "max_incline_pct": round(s.max_incline, 1),
-            "energy_kcal": s.energy_kcal,
-            "mean_heart_rate_bpm": round(sum(hr) / len(hr)) if hr else None,
-            "phases_reached": max(s.phase_index + 1, 0),
-            "overrides": s.overrides,
-            "interruptions": s.interruptions,
-            "message": s.outcome_message,
-        }
+
+_LATER = object()
+"""A command handler's answer: the result comes later (a stop waits for the treadmill)."""
+
+
+def _limited(grid: Grid, target: float | None, actual: float | None, wanted: float) -> float | None:
+    """The next value to write toward ``wanted``: one step at most from the treadmill.
+
+    The step is measured from the treadmill's own target (our acknowledged write, an echo
+    or a console change), else from what it reports doing; None when there is nothing to
+    write (already there, or no knowledge yet).
+    """
+    base = target if target is not None else actual
+    if base is None:
+        return None
+    raw_base = base * grid.div
+    raw_wanted = round(wanted * grid.div)
+    if abs(raw_base - raw_wanted) < 1e-6:
+        return None
+    nxt = grid.step_from(raw_base, raw_wanted)
+    if nxt is None or abs(nxt - raw_base) < 1e-6:
+        return None
+    return grid.value(nxt)
 
 
 def _finish_message(outcome: str, detail: str) -> str:
@@ -792,10 +1285,8 @@ def _tolerance(r: Any, default: float) -> float:
     return max(float(r.increment) * 1.5, default)
 
 
-def _dump(obj: Any) -> Any:
-    dump = getattr(obj, "model_dump", None)
+def _dump_limits(limits: Safety) -> Any:
+    dump = getattr(limits, "model_dump", None)
     if callable(dump):
         return dump(mode="json")
-    if hasattr(obj, "__dict__"):
-        return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
-    return obj
+    return {k: v for k, v in vars(limits).items() if not k.startswith("_")}

@@ -103,6 +103,23 @@ class Faults:
     advertising: bool = True
     refuse_connect: str | None = None
     drop_link_at: float | None = None
+    drop_control_replies: int = 0
+    """The next N Control Point indications are never sent: the procedure stays in progress
+    on the treadmill (later writes get ATT 0xFE) until the link drops."""
+    control_reply_delay_s: float = 0.0
+    """Extra time before every Control Point indication (a slow controller)."""
+
+
+@dataclass(frozen=True)
+class AcceptedWrite:
+    """A Control Point write the treadmill accepted, with its state just before it acted."""
+
+    t: float
+    data: bytes
+    belt: str
+    target_speed_kmh: float
+    target_incline_pct: float
+    speed_kmh: float
 
 
 @dataclass(order=True)
@@ -173,6 +190,8 @@ class SimTreadmill:
         self.writes: list[bytes] = []
         """Every Control Point write accepted at ATT level, for tests and benchmarks."""
         self.write_times: list[float] = []
+        self.accepted: list[AcceptedWrite] = []
+        """The same writes with the treadmill's state before each (for safety checkers)."""
 
     # ------------------------------------------------------------------ GATT face
 
@@ -239,6 +258,16 @@ class SimTreadmill:
             raise AttError(ATT_PROCEDURE_IN_PROGRESS, "a Control Point procedure is in progress")
         self.writes.append(bytes(data))
         self.write_times.append(self.now)
+        self.accepted.append(
+            AcceptedWrite(
+                self.now,
+                bytes(data),
+                self.state,
+                self.target_speed_kmh,
+                self.target_incline_pct,
+                self.speed_kmh,
+            )
+        )
         self.procedure_pending = True
         self._handle_control(bytes(data))
 
@@ -358,6 +387,18 @@ class SimTreadmill:
             StatusOp.TARGET_INCLINE_CHANGED, {"target_incline_pct": self.target_incline_pct}
         )
 
+    def go_out_of_reach(self) -> None:
+        """Out of radio range (or powered off): the link drops and nothing connects."""
+        self.faults.advertising = False
+        self.faults.refuse_connect = "the treadmill is out of reach"
+        if self.connected:
+            self.drop_link("the treadmill went out of reach")
+
+    def come_back(self) -> None:
+        """Back in range: advertising and connectable again."""
+        self.faults.advertising = True
+        self.faults.refuse_connect = None
+
     def revoke_control(self) -> None:
         """Another client or the console took control: status 0xFF (FTMS.md §9)."""
         self.has_control = False
@@ -406,10 +447,13 @@ class SimTreadmill:
         self._queue(uuids.TRAINING_STATUS, _encode_training(status), self.config.response_lag_s / 2)
 
     def _respond(self, op: int, result: int) -> None:
+        if self.faults.drop_control_replies > 0:
+            self.faults.drop_control_replies -= 1
+            return  # procedure_pending stays set: the procedure never ends
         self._queue(
             uuids.CONTROL_POINT,
             cp.encode_control_response(op, result),
-            self.config.response_lag_s,
+            self.config.response_lag_s + self.faults.control_reply_delay_s,
             ends_procedure=True,
         )
 

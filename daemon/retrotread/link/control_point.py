@@ -1,0 +1,315 @@
+"""The Fitness Machine Control Point as one explicit queue (FTMS.md §8.3, §8.4).
+
+- Requests wait in a queue and go on the wire one at a time; each procedure ends with
+  its Response Code indication (rule 3: a write during a procedure is refused with 0xFE).
+- Control is asked for (Request Control, 0x00) before the first request of a link and
+  again after it was lost (result 0x05, status 0xFF, a reconnect).
+- An urgent request (stop, pause) drops every request still waiting (they fail with
+  ``Superseded``) and goes next; a stop also drops waiting pauses. A procedure already
+  on the wire cannot be recalled: it is given at most ``urgent_wait_s`` more to answer.
+- No answer within ``timeout_s``, or ATT 0xFE / 0xFD on a write: the link is no longer
+  usable for control (rule 4). Everything waiting fails and ``on_broken`` is called; the
+  owner drops the link so that it is re-established.
+
+All waiting is on the injected clock, so every timeout path can be tested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from retrotread.clock import Clock
+from retrotread.errors import (
+    ATT_CCCD_IMPROPERLY_CONFIGURED,
+    ATT_PROCEDURE_IN_PROGRESS,
+    AttError,
+    ControlError,
+    LinkError,
+)
+from retrotread.ftms import control as cp
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ControlRefused(ControlError):
+    """The treadmill does not let us take control (result 0x05, or Request Control refused)."""
+
+
+class CommandTimeout(ControlError):
+    """No Response Code indication arrived in time (FTMS.md §8.3 rule 4)."""
+
+
+class Superseded(ControlError):
+    """A queued request dropped because a stop or pause came first."""
+
+
+Writer = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass
+class _Job:
+    request: bytes
+    future: asyncio.Future[cp.ControlResponse]
+    urgent: bool
+
+    @property
+    def is_stop(self) -> bool:
+        return self.request[:2] == b"\x08\x01"
+
+
+class ControlPoint:
+    """One link's control point; ``open`` after connect, ``close`` when the link goes."""
+
+    def __init__(
+        self,
+        write: Writer,
+        clock: Clock,
+        *,
+        timeout_s: float = 5.0,
+        urgent_wait_s: float = 1.5,
+        on_broken: Callable[[str], None] = lambda reason: None,
+        on_write: Callable[[bytes], None] = lambda request: None,
+    ) -> None:
+        self._write = write
+        self.clock = clock
+        self.timeout_s = timeout_s
+        self.urgent_wait_s = urgent_wait_s
+        self.on_broken = on_broken
+        self.on_write = on_write
+        self.has_control = False
+        self._queue: deque[_Job] = deque()
+        self._wakeup = asyncio.Event()
+        self._urgent_waiting = asyncio.Event()
+        self._urgent_since: float | None = None
+        self._reply: asyncio.Future[cp.ControlResponse] | None = None
+        self._reply_op: int | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._closed_reason: str | None = "not connected"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def is_open(self) -> bool:
+        return self._closed_reason is None
+
+    def open(self) -> None:
+        """A fresh link: no control yet, an empty queue, a worker."""
+        self._closed_reason = None
+        self.has_control = False
+        self._worker = asyncio.get_running_loop().create_task(
+            self._work(), name="ftms-control-point"
+        )
+
+    def close(self, reason: str) -> None:
+        """The link is gone: everything waiting or on the wire fails with LinkError."""
+        if self._closed_reason is None:
+            self._closed_reason = reason
+        self.has_control = False
+        error = LinkError(f"link lost while waiting for the treadmill: {reason}")
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(error)
+        self._fail_queued(lambda job: LinkError(f"{_name(job.request)}: {reason}"))
+        worker, self._worker = self._worker, None
+        if worker is not None and worker is not asyncio.current_task():
+            worker.cancel()
+
+    def control_lost(self) -> None:
+        """Status 0xFF or Reset: the next request asks for control first."""
+        self.has_control = False
+
+    # ------------------------------------------------------------------ requests
+
+    def submit(self, request: bytes, *, urgent: bool = False) -> asyncio.Future[cp.ControlResponse]:
+        """Queue ``request``; the future gets its response (any result code) or an error.
+
+        Errors: LinkError (not connected, link lost), Superseded, CommandTimeout,
+        ControlRefused (0x05 even after asking for control again), ControlError (ATT).
+        """
+        future: asyncio.Future[cp.ControlResponse] = asyncio.get_running_loop().create_future()
+        if self._closed_reason is not None:
+            # SPEC.md §2: commands are never queued while disconnected.
+            future.set_exception(
+                LinkError(f"{_name(request)}: treadmill not connected ({self._closed_reason})")
+            )
+            return future
+        job = _Job(bytes(request), future, urgent)
+        if urgent:
+            stop = job.is_stop
+            self._fail_queued(
+                lambda j: Superseded(_name(j.request), f"superseded by {_name(request)}"),
+                keep=lambda j: j.is_stop and not stop,  # a pause never drops a waiting stop
+            )
+            # Behind a waiting stop, ahead of everything else.
+            at = sum(1 for j in self._queue if j.is_stop)
+            self._queue.insert(at, job)
+            if self._reply is not None and self._urgent_since is None:
+                self._urgent_since = self.clock.monotonic()
+                self._urgent_waiting.set()
+        else:
+            self._queue.append(job)
+        self._wakeup.set()
+        return future
+
+    def indication(self, response: cp.ControlResponse) -> None:
+        """A Response Code indication arrived (called from the notification callback)."""
+        reply = self._reply
+        if reply is not None and not reply.done() and response.request_op == self._reply_op:
+            reply.set_result(response)
+        else:
+            log.debug("unexpected control point indication for op 0x%02x", response.request_op)
+
+    def _fail_queued(
+        self,
+        error: Callable[[_Job], Exception],
+        keep: Callable[[_Job], bool] = lambda job: False,
+    ) -> None:
+        kept: deque[_Job] = deque()
+        while self._queue:
+            job = self._queue.popleft()
+            if keep(job):
+                kept.append(job)
+            elif not job.future.done():
+                job.future.set_exception(error(job))
+                job.future.exception()  # nobody may be waiting any more: no warning
+        self._queue = kept
+
+    # ------------------------------------------------------------------ the worker
+
+    async def _work(self) -> None:
+        while self._closed_reason is None:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            job = self._queue.popleft()
+            if job.future.done():  # the caller gave up
+                continue
+            if not any(j.urgent for j in self._queue):
+                self._urgent_since = None
+                self._urgent_waiting.clear()
+            try:
+                response = await self._carry_out(job)
+            except Exception as exc:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+                    job.future.exception()
+            else:
+                if not job.future.done():
+                    job.future.set_result(response)
+
+    async def _carry_out(self, job: _Job) -> cp.ControlResponse:
+        """Request Control when needed, then the request (FTMS.md §8.4 steps 4 and 8)."""
+        request = job.request
+        refused: cp.ControlResponse | None = None
+        if not self.has_control:
+            refused = await self._request_control()
+            if not job.urgent and self._urgent_since is not None:
+                # A stop or pause arrived while we asked for control: it goes first.
+                raise Superseded(_name(request), "superseded while asking for control")
+        response = await self._procedure(request)
+        if response.result == cp.ResultCode.CONTROL_NOT_PERMITTED and refused is None:
+            # Control lost without a 0xFF status: ask once more, then try again.
+            self.has_control = False
+            refused = await self._request_control()
+            if refused is None:
+                response = await self._procedure(request)
+        if response.result == cp.ResultCode.CONTROL_NOT_PERMITTED:
+            self.has_control = False
+            raise ControlRefused(
+                _name(request), "the treadmill does not give us control", response.result
+            )
+        return response
+
+    async def _request_control(self) -> cp.ControlResponse | None:
+        """None when granted; the refusal otherwise.
+
+        FTMS.md §12 #12/#16: some units refuse Request Control yet obey commands, so a
+        refusal is not final here: the request itself decides.
+        """
+        response = await self._procedure(cp.request_control())
+        if response.ok:
+            self.has_control = True
+            return None
+        return response
+
+    async def _procedure(self, request: bytes) -> cp.ControlResponse:
+        """One write and its indication, both within the deadline."""
+        name = _name(request)
+        started = self.clock.monotonic()
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[cp.ControlResponse] = loop.create_future()
+        self._reply, self._reply_op = reply, request[0]
+        try:
+            self.on_write(request)
+            write = asyncio.ensure_future(self._write(request))
+            try:
+                await self._within_deadline(write, started, name)
+            except AttError as exc:
+                if exc.code in (ATT_PROCEDURE_IN_PROGRESS, ATT_CCCD_IMPROPERLY_CONFIGURED):
+                    why = (
+                        "another control procedure is in progress"
+                        if exc.code == ATT_PROCEDURE_IN_PROGRESS
+                        else "control point indications are not enabled"
+                    )
+                    self._break(f"{name}: {why}")
+                    raise ControlError(name, why, None) from exc
+                raise ControlError(name, str(exc)) from exc
+            return await self._within_deadline(reply, started, name)
+        finally:
+            self._reply, self._reply_op = None, None
+            if not reply.done():
+                reply.cancel()
+
+    async def _within_deadline(self, fut: Awaitable[T], started: float, name: str) -> T:
+        """Await ``fut`` until the procedure's deadline (shorter while a stop waits)."""
+        task = asyncio.ensure_future(fut)
+        try:
+            while not task.done():
+                deadline = started + self.timeout_s
+                if self._urgent_since is not None:
+                    deadline = min(deadline, max(started, self._urgent_since) + self.urgent_wait_s)
+                remaining = deadline - self.clock.monotonic()
+                if remaining <= 0:
+                    self._break(
+                        f"{name}: no response within {self.clock.monotonic() - started:.1f} s"
+                    )
+                    raise CommandTimeout(name, "no response from the treadmill")
+                sleeper = asyncio.ensure_future(self.clock.sleep(remaining))
+                waits: set[asyncio.Future[object]] = {task, sleeper}  # type: ignore[arg-type]
+                if self._urgent_since is None:
+                    waits.add(asyncio.ensure_future(self._urgent_waiting.wait()))
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits:
+                        if w is not task:
+                            w.cancel()
+            return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(_quiet)
+
+    def _break(self, reason: str) -> None:
+        """FTMS rule 4: after a timeout, no more procedures on this link."""
+        log.warning("control point unusable (%s): dropping the link", reason)
+        self._fail_queued(lambda job: LinkError(f"{_name(job.request)}: {reason}"))
+        self._closed_reason = reason
+        self.on_broken(reason)
+
+
+def _quiet(task: asyncio.Future[Any]) -> None:
+    """Retrieve a dropped write's outcome so that nothing is reported as unhandled."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _name(request: bytes) -> str:
+    return cp.op_name(request[0]) if request else "empty request"
