@@ -554,8 +554,8 @@ class SessionRunner:
         s = self.session
         connected = self.treadmill.is_connected
         if s is not None and s.alive:
-            outcome: Outcome = "stopped" if connected else "interrupted"
-            self._end(s, outcome, "stopped by command", now)
+            why = "stopped by command" if connected else "stopped by command while out of reach"
+            self._end(s, "stopped", why, now)
         else:
             self._latch_stop(now)
         if not connected:
@@ -681,7 +681,9 @@ class SessionRunner:
         belt = self.belt
         if self._desired_moving(s):
             if belt in (Belt.STOPPED, Belt.PAUSED):
-                self._begin_start(s, now)
+                # The restart speed is a speed write like any other: spaced as they are.
+                if now - self._written_at["speed"] >= s.limits.step_interval_s - 1e-9:
+                    self._begin_start(s, now)
             elif belt == Belt.STARTING and now > self._start_deadline:
                 self.event("error", "The belt did not start.")
                 self._end(s, "error", "the belt did not start after FTMS Start", now)
