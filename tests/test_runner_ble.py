@@ -32,7 +32,10 @@ async def runner_rig(
     async with ble_rig(bus, connect=False, speedup=SPEEDUP) as r:
         limits = SafetyConfig()
         sup = Supervisor(
-            r.treadmill, r.clock, silence_timeout_s=3.0, backoff=Backoff(0.5, 2.0, random.Random(2))
+            r.treadmill,
+            r.clock,
+            silence_timeout_s=20.0,
+            backoff=Backoff(0.5, 2.0, random.Random(2)),
         )
 
         runner = SessionRunner(r.treadmill, r.clock, safety=limits, sessions_dir=tmp_path)

@@ -115,6 +115,7 @@ class ControlPoint:
         error = LinkError(f"link lost while waiting for the treadmill: {reason}")
         if self._reply is not None and not self._reply.done():
             self._reply.set_exception(error)
+            self._reply.exception()  # its waiter may be cancelled below: no unretrieved warning
         self._fail_queued(lambda job: LinkError(f"{_name(job.request)}: {reason}"))
         worker, self._worker = self._worker, None
         if worker is not None and worker is not asyncio.current_task():
