@@ -97,11 +97,15 @@ class Rig:
 
 @asynccontextmanager
 async def daemon_rig(
-    broker: Broker, tmp_path: Path, speedup: float = 10.0, **mqtt: Any
+    broker: Broker,
+    tmp_path: Path,
+    speedup: float = 10.0,
+    retention_days: int | None = None,
+    **mqtt: Any,
 ) -> AsyncIterator[Rig]:
     config = Config(
         mqtt=MqttConfig(host="127.0.0.1", port=broker.port, device_id="t1", **mqtt),
-        sessions=SessionsConfig(dir=tmp_path / "sessions"),
+        sessions=SessionsConfig(dir=tmp_path / "sessions", retention_days=retention_days),
     )
     clock = ScaledClock(speedup)
     sim = SimTreadmill(SimConfig(pre_workout_s=1.0))

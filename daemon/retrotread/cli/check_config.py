@@ -16,8 +16,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retrotread.config import config_to_display
+    from retrotread.config import config_to_display, find_config_path
+    from retrotread.errors import ConfigError
+    from retrotread.session.store import check_sessions_dir
 
     config = load_config(args.config)  # ConfigError -> one line, exit 2 (cli.main)
+    check = check_sessions_dir(config.sessions.dir)
+    if check.problem is not None:
+        source = args.config or find_config_path(None) or "configuration"
+        raise ConfigError(f"{source}: sessions.dir: {check.problem}")
     print(json.dumps(config_to_display(config), indent=2))
     return 0

@@ -36,6 +36,14 @@ def run(args: argparse.Namespace) -> int:
         + (f", {v.energy_kcal} kcal" if v.energy_kcal else "")
         + (f", heart rate {mean_bpm(hr)} bpm avg / {max(hr)} max" if hr else "")
     )
+    gaps = v.log.gaps
+    if gaps:
+        missing = sum(float(g.get("to") or 0) - float(g.get("from") or 0) for g in gaps)
+        lost = sum(int(g.get("lost") or 0) for g in gaps)
+        print(
+            f"{len(gaps)} gap{'s' if len(gaps) > 1 else ''}: {missing:.0f} s not recorded "
+            f"({lost} records lost; figures cover what was recorded)"
+        )
     this_week, last_week = backward_by_week(args.log.parent, datetime.now(UTC))
     print(f"backward walking: {this_week:.1f} min this week, {last_week:.1f} min last week")
     return 0

@@ -15,6 +15,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from retrotread.backoff import Backoff
@@ -38,6 +39,7 @@ from retrotread.profiles.loader import ProfileSet, load_profiles
 from retrotread.profiles.model import Profile, check_profile
 from retrotread.service.runner import SessionRunner
 from retrotread.service.supervisor import LinkState, Supervisor
+from retrotread.session.store import check_sessions_dir, describe_pruned, prune_sessions
 
 if TYPE_CHECKING:
     from retrotread.sim.treadmill import SimTreadmill
@@ -56,6 +58,10 @@ class Health:
     broker: str = "off"
     state: str = "idle"
     treadmill: str | None = None
+    recording: str | None = None
+    """Why the running session is not being recorded, or None."""
+    storage: str | None = None
+    """What is wrong with the sessions directory, or None."""
 
     def status_line(self) -> str:
         who = self.treadmill or "treadmill"
@@ -65,6 +71,10 @@ class Health:
             text = f"looking for {who} ({self.link})"
         if self.broker != "off":
             text += f"; MQTT {self.broker}"
+        if self.recording:
+            text += f"; NOT RECORDING: {self.recording}"
+        elif self.storage:
+            text += f"; {self.storage}"
         return text
 
 
@@ -121,6 +131,7 @@ class Daemon:
             self.bridge = MqttBridge(config.mqtt, self)
             self.runner.add_listener(self.bridge.output)
             self.bridge.add_connection_listener(self._on_broker)
+            self.bridge.add_status_listener(self._on_broker_status)
             self.health.broker = "connecting"
 
     # ------------------------------------------------------------------ health
@@ -148,9 +159,11 @@ class Daemon:
             self.health.state = str(payload.get("state"))
             self._health_changed()
 
-    def _on_broker(self, connected: bool) -> None:
-        self.health.broker = "connected" if connected else "disconnected"
+    def _on_broker_status(self, status: str) -> None:
+        self.health.broker = status  # e.g. "retrying in 8 s (Connection refused)"
         self._health_changed()
+
+    def _on_broker(self, connected: bool) -> None:
         if not connected and self.config.mqtt.on_broker_loss == "pause":
             s = self.runner.session
             if s is not None and s.step is not None and s.step.state in ("running", "finishing"):
@@ -232,6 +245,7 @@ class Daemon:
             tasks.append(asyncio.create_task(self.sim.run(self.clock), name="simulator"))
         tasks.append(asyncio.create_task(self.runner.run(), name="session-runner"))
         tasks.append(asyncio.create_task(self.supervisor.run(), name="supervisor"))
+        tasks.append(asyncio.create_task(self._look_after_sessions(), name="sessions-dir"))
         if self.bridge is not None:
             tasks.append(asyncio.create_task(self.bridge.run(), name="mqtt"))
         try:
@@ -243,6 +257,39 @@ class Daemon:
             waiter.cancel()
         finally:
             await self.shutdown(tasks)
+
+    async def _look_after_sessions(self, every_s: float = 60.0) -> None:
+        """The sessions directory: checked now and every minute; retention once a day."""
+        directory = self.config.sessions.dir
+        days = self.config.sessions.retention_days
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time()
+        probe = True  # a real write at start-up; after that, ask the file system
+        while True:
+            self._storage(check_sessions_dir(directory, probe=probe).problem)
+            probe = False
+            if days is not None and loop.time() >= next_prune:
+                next_prune = loop.time() + 86400.0
+                current = self.runner.last_log if self.runner.session is not None else None
+                pruned = prune_sessions(
+                    directory, days, datetime.now(UTC), keep=[current] if current else []
+                )
+                log.log(
+                    logging.WARNING if pruned.skipped else logging.INFO,
+                    "%s",
+                    describe_pruned(pruned, directory, days),
+                )
+            await asyncio.sleep(every_s)
+
+    def _storage(self, problem: str | None) -> None:
+        if problem == self.health.storage:
+            return
+        if problem is not None:
+            log.error("%s", problem)
+        else:
+            log.info("sessions directory %s is fine again", self.config.sessions.dir)
+        self.health.storage = problem
+        self._health_changed()
 
     async def shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         """Belt stopped and log closed, then ``offline``, then every task, each bounded."""

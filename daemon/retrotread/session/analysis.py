@@ -103,11 +103,7 @@ def _num(v: Any) -> float | None:
 def analyse(log: SessionLog) -> SessionView:
     """Samples from telemetry records, phases from phase_started events."""
     header = log.header or {}
-    started = header.get("started_at")
-    try:
-        started_at = datetime.fromisoformat(str(started).replace("Z", "+00:00"))
-    except ValueError:
-        started_at = datetime.fromtimestamp(log.path.stat().st_mtime, UTC)
+    started_at = log.started_at or datetime.fromtimestamp(log.path.stat().st_mtime, UTC)
     profile = header.get("profile") or {}
     samples = [
         Sample(

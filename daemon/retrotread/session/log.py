@@ -9,15 +9,17 @@ line.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from retrotread.errors import RetrotreadError
 
@@ -35,7 +37,7 @@ OUTCOMES: tuple[str, ...] = (
     "interrupted",
     "error",
 )
-RECORD_TYPES = ("rx", "tx", "telemetry", "event", "state", "cmd")
+RECORD_TYPES = ("rx", "tx", "telemetry", "event", "state", "cmd", "gap")
 
 
 class SessionLogError(RetrotreadError):
@@ -47,79 +49,360 @@ def log_filename(started: datetime, profile: str) -> str:
     return f"{started.strftime('%Y%m%d-%H%M%S')}-{safe}.jsonl"
 
 
+RESERVE_NAME = ".retrotread-reserve"
+RESERVE_BYTES = 256 * 1024
+"""Space kept aside in the sessions directory so a log can still be closed on a full disk."""
+
+RecordingListener = Callable[["SessionLogWriter"], None]
+"""Called when ``recording`` changes; must not block or raise."""
+
+
 class SessionLogWriter:
-    """Append-only writer. Disk errors are logged once and never stop the session."""
+    """Append-only writer that never stops the session, and never loses data silently.
+
+    A record that cannot be written (disk full, read-only, I/O error) is counted, the file
+    is cut back to its last complete line, and ``recording`` goes false (listeners are
+    told). Every later record tries again; the first that succeeds is preceded by a
+    ``gap`` record ``{"from", "to", "lost", "error"}`` (session seconds). A log file deleted
+    under the writer is recreated from what the writer still holds open, losing nothing.
+    On a full disk the footer still goes in, using a small reserve file kept beside the
+    logs for that purpose.
+    """
 
     def __init__(self, path: Path, t0: float) -> None:
         self.path = path
         self.t0 = t0
         self.failed: str | None = None
+        """The current write problem, or None while recording."""
         self.lines = 0
+        self.lost = 0
+        """Records lost in the current gap."""
+        self.lost_total = 0
+        self.gaps: list[dict[str, Any]] = []
         self.closed = False
+        self.started_at: datetime | None = None
+        self.clock_note: dict[str, Any] | None = None
+        self._gap_from: float | None = None
+        self._orphaned = False
+        self._size = 0
+        self._last_t = 0.0
+        self._listeners: list[RecordingListener] = []
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] | None = open(path, "x", encoding="utf-8")  # noqa: SIM115
+        self._fd: int | None = os.open(
+            path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o640
+        )
 
     @classmethod
     def create(
-        cls, directory: Path, started: datetime, profile: str, t0: float
+        cls,
+        directory: Path,
+        started: datetime,
+        profile: str,
+        t0: float,
+        *,
+        floor: datetime | None = None,
     ) -> SessionLogWriter:
-        """A new log in ``directory`` named per SPEC.md §5 (suffixed if the name is taken)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        name = log_filename(started, profile)
-        path = directory / name
-        n = 1
-        while path.exists():
-            n += 1
-            path = directory / name.replace(".jsonl", f"-{n}.jsonl")
-        return cls(path, t0)
+        """A new log in ``directory`` named per SPEC.md §5 (suffixed if the name is taken).
 
-    def _write(self, obj: dict[str, Any]) -> None:
-        if self._fh is None:
-            return
+        ``started`` is the wall clock's word for now. When it cannot be true (before this
+        release, or before the newest session on disk: a board with no clock, before NTP)
+        the log is dated just after the newest session instead and its header says so.
+        Raises SessionLogError, one line, when the directory cannot take a log.
+        """
+        from retrotread.session.store import plausible_start
+
         try:
-            self._fh.write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
-            self._fh.flush()
-            self.lines += 1
-        except (OSError, ValueError) as exc:
-            if self.failed is None:
-                log.error("session log %s: cannot write: %s", self.path, exc)
-            self.failed = str(exc)
+            directory.mkdir(parents=True, exist_ok=True)
+            dated, note = plausible_start(directory, started, floor)
+            name = log_filename(dated, profile)
+            path = directory / name
+            n = 1
+            while path.exists():
+                n += 1
+                path = directory / name.replace(".jsonl", f"-{n}.jsonl")
+            writer = cls(path, t0)
+        except OSError as exc:
+            raise SessionLogError(_cannot_record(directory, exc)) from None
+        writer.started_at = dated
+        writer.clock_note = note
+        _keep_reserve(directory)
+        return writer
+
+    # ------------------------------------------------------------------ observing
+
+    @property
+    def recording(self) -> bool:
+        """False while the log is not being kept on disk; the listeners hear every change."""
+        return self.failed is None and not self._orphaned
+
+    @property
+    def problem(self) -> str | None:
+        """Why ``recording`` is false, for people."""
+        if self.failed is not None:
+            return self.failed
+        return "the log file was deleted and cannot be made again" if self._orphaned else None
+
+    def add_listener(self, listener: RecordingListener) -> None:
+        self._listeners.append(listener)
+
+    def _tell(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(self)
+            except Exception:
+                log.exception("recording listener failed")
+
+    # ------------------------------------------------------------------ writing
+
+    def _line(self, obj: dict[str, Any]) -> bytes:
+        try:
+            text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+        except (ValueError, TypeError):
+            text = json.dumps(obj, separators=(",", ":"), default=str)
+        return (text + "\n").encode("utf-8", "backslashreplace")
+
+    def _append(self, data: bytes) -> None:
+        """All of ``data`` or nothing: a short write is cut back off the file."""
+        assert self._fd is not None
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+        except OSError:
+            if done:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._size)
+            raise
+        self._size += len(data)
+
+    def _write(self, obj: dict[str, Any], t: float | None = None, *, count: bool = True) -> bool:
+        """Append one record (after the gap record, if one is due); False if it was lost.
+
+        ``count=False`` is a first try that, when it fails, is neither counted nor told.
+        """
+        if self._fd is None:
+            return False
+        if t is not None:
+            self._last_t = t
+        self._check_still_there()
+        data = self._line(obj)
+        gap = None
+        if self.failed is not None:
+            gap = {
+                "type": "gap",
+                "t": self._last_t,
+                "from": self._gap_from,
+                "to": self._last_t,
+                "lost": self.lost,
+                "error": self.failed,
+            }
+            data = self._line(gap) + data
+        try:
+            self._append(data)
+        except OSError as exc:
+            if count:
+                self._lose(exc)
+            return False
+        self.lines += 1 + (gap is not None)
+        if gap is not None:
+            self._resumed(gap)
+        return True
+
+    def _lose(self, exc: OSError) -> None:
+        self.lost += 1
+        self.lost_total += 1
+        if self.failed is None:
+            self.failed = exc.strerror or str(exc)
+            self._gap_from = self._last_t
+            log.error(
+                "session log %s: cannot write (%s); the session goes on, and the records "
+                "lost are counted and marked when writing works again",
+                self.path,
+                self.failed,
+            )
+            self._tell()
+
+    def _resumed(self, gap: dict[str, Any]) -> None:
+        self.gaps.append(gap)
+        log.warning(
+            "session log %s: writing again; %s s not recorded, %d records lost (marked in the log)",
+            self.path,
+            _secs(float(gap["to"]) - float(gap["from"] or 0.0)),
+            self.lost,
+        )
+        self.failed = None
+        self.lost = 0
+        self._gap_from = None
+        self._tell()
+
+    def _check_still_there(self) -> None:
+        """A log deleted under us (its directory removed) is written out again in place.
+
+        Until that works the records go on into the deleted file, which the writer still
+        holds, so nothing is lost unless the daemon dies meanwhile; ``recording`` is false.
+        """
+        assert self._fd is not None
+        try:
+            if os.fstat(self._fd).st_nlink > 0:
+                return
+        except OSError:
+            return
+        problem = self._restore()
+        if problem is None:
+            log.warning("session log %s was deleted; written out again in full", self.path)
+            if self._orphaned:
+                self._orphaned = False
+                self._tell()
+        elif not self._orphaned:
+            self._orphaned = True
+            log.error(
+                "session log %s was deleted and cannot be made again (%s); the session goes "
+                "on and is kept until it can be",
+                self.path,
+                problem,
+            )
+            self._tell()
+
+    def _restore(self) -> str | None:
+        """Copy the deleted file's content to a new file at ``path``; the problem or None."""
+        assert self._fd is not None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(
+                self.path,
+                os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
+                0o640,
+            )
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        try:
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            while chunk := os.read(self._fd, 1 << 16):
+                os.write(fd, chunk)
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            return exc.strerror or str(exc)
+        os.close(self._fd)
+        self._fd = fd
+        return None
 
     def header(self, **fields: Any) -> None:
-        self._write({"type": "header", "schema": SCHEMA, **fields})
+        """The first line; SessionLogError (and no file left) when it cannot be written."""
+        if self.started_at is not None and self.clock_note is not None:
+            fields["started_at"] = _iso(self.started_at)
+            fields["clock"] = self.clock_note
+        if not self._write({"type": "header", "schema": SCHEMA, **fields}):
+            problem = self.failed or "cannot write"
+            self._discard()
+            raise SessionLogError(f"cannot record the session in {self.path.parent}: {problem}")
         self.sync()
 
+    def _discard(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
     def record(self, kind: str, now: float, **fields: Any) -> None:
-        self._write({"type": kind, "t": round(now - self.t0, 3), **fields})
+        t = round(now - self.t0, 3)
+        self._write({"type": kind, "t": t, **fields}, t)
 
     def frame(self, direction: Literal["rx", "tx"], now: float, char: str, data: bytes) -> None:
         self.record(direction, now, char=char, hex=data.hex())
 
     def sync(self) -> None:
         """Flush to the disk itself (phase boundaries and the end)."""
-        if self._fh is None:
+        if self._fd is None:
             return
         try:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            os.fsync(self._fd)
         except OSError as exc:
-            if self.failed is None:
-                log.error("session log %s: cannot sync: %s", self.path, exc)
-            self.failed = str(exc)
+            log.error("session log %s: cannot sync: %s", self.path, exc.strerror or exc)
 
-    def footer(self, outcome: str, summary: dict[str, Any]) -> None:
+    def footer(self, outcome: str, summary: dict[str, Any], *, wall: float | None = None) -> None:
+        """The last line. On a full disk the reserve is given up for it (and the gap)."""
         if self.closed:
             return
-        self._write({"type": "footer", "outcome": outcome, "summary": summary})
+        obj: dict[str, Any] = {"type": "footer", "outcome": outcome, "summary": summary}
+        corrected = self._corrected_start(time.time() if wall is None else wall)
+        if corrected is not None:
+            obj["clock"] = {"started_at": _iso(corrected), "corrected_at_end": True}
+        if not self._write(obj, count=False):
+            _free_reserve(self.path.parent)
+            self._write(obj)
+            _keep_reserve(self.path.parent)
         self.close()
 
+    def _corrected_start(self, wall: float) -> datetime | None:
+        """When the session began implausibly dated and the clock is right now, the truth."""
+        if self.clock_note is None or self.started_at is None:
+            return None
+        from retrotread.session.store import clock_is_plausible
+
+        now = datetime.fromtimestamp(wall, UTC)
+        if not clock_is_plausible(now, self.started_at):
+            return None
+        return now - timedelta(seconds=self._last_t)
+
     def close(self) -> None:
-        if self._fh is not None:
+        if self._fd is not None:
             self.sync()
             with contextlib.suppress(OSError):
-                self._fh.close()
-            self._fh = None
+                os.close(self._fd)
+            self._fd = None
         self.closed = True
+
+
+def _iso(d: datetime) -> str:
+    return d.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _secs(s: float) -> str:
+    return f"{s:.0f}" if s >= 10 else f"{s:.1f}"
+
+
+def _cannot_record(directory: Path, exc: OSError) -> str:
+    why = {
+        errno.EROFS: "it is on a read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.ENOSPC: "no space left on the device",
+        errno.ENOTDIR: "a part of the path is not a directory",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    return f"cannot record the session in {directory}: {why}"
+
+
+def _keep_reserve(directory: Path) -> None:
+    """Best effort: the reserve file exists and holds RESERVE_BYTES of real disk space."""
+    path = directory / RESERVE_NAME
+    try:
+        if path.stat().st_size >= RESERVE_BYTES:
+            return
+    except OSError:
+        pass
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    try:
+        os.posix_fallocate(fd, 0, RESERVE_BYTES)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)  # a reserve that holds nothing must not look like one
+    finally:
+        os.close(fd)
+
+
+def _free_reserve(directory: Path) -> bool:
+    try:
+        (directory / RESERVE_NAME).unlink()
+    except OSError:
+        return False
+    return True
 
 
 @dataclass
@@ -150,9 +433,32 @@ class SessionLog:
         times = [float(r["t"]) for r in self.records if isinstance(r.get("t"), int | float)]
         return max(times, default=0.0)
 
+    @property
+    def gaps(self) -> list[dict[str, Any]]:
+        """Stretches the writer could not record (disk full, read-only, ...), in order."""
+        return list(self.of("gap"))
+
+    @property
+    def started_at(self) -> datetime | None:
+        """When the session began: the footer's correction of a wrong clock, else the header."""
+        clock = self.footer.get("clock") if self.footer else None
+        for text in (
+            clock.get("started_at") if isinstance(clock, dict) else None,
+            (self.header or {}).get("started_at"),
+        ):
+            try:
+                found = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
+        return None
+
     def notes(self) -> list[str]:
         """Plain-language remarks a tool prints about this log's condition."""
-        out = []
+        out = [describe_gap(g) for g in self.gaps]
+        clock = (self.header or {}).get("clock")
+        if isinstance(clock, dict):
+            out.append(f"the clock was wrong when this session started: {clock.get('reason')}")
         if self.footer is None:
             out.append("interrupted: the log has no footer (the session did not end cleanly)")
         if self.cut_tail:
@@ -160,6 +466,26 @@ class SessionLog:
         if self.bad_lines:
             out.append(f"{len(self.bad_lines)} unreadable line(s) skipped: {self.bad_lines[:5]}")
         return out
+
+
+def describe_gap(gap: dict[str, Any]) -> str:
+    """``gap`` record -> "not recorded from 12:05 to 13:25 (320 records lost: ...)"."""
+    start, end = _num(gap.get("from")), _num(gap.get("to"))
+    lost = gap.get("lost")
+    why = gap.get("error") or "write failed"
+    return (
+        f"not recorded from {_clock(start)} to {_clock(end)} into the session "
+        f"({lost} records lost: {why})"
+    )
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
 def read_session(path: Path) -> SessionLog:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from retrotread.errors import DecodeError
-from retrotread.session.log import SessionLog
+from retrotread.session.log import SessionLog, describe_gap
 
 Rerun = Callable[[Sequence[tuple[float, bytes]], Mapping[str, Any]], list[tuple[float, str]]]
 """(writes at their times, the header's treadmill) -> the answers, as (time, hex or code)."""
@@ -105,6 +105,9 @@ def replay_messages(log: SessionLog) -> list[tuple[float, str, dict[str, Any]]]:
     out = []
     for rec in log.records:
         kind = rec.get("type")
+        if kind == "gap":  # shown to dashboards as the live daemon shows it
+            rec = {**rec, "type": "event", "event": "recording_gap", "message": describe_gap(rec)}
+            kind = "event"
         if kind not in ("telemetry", "event", "state"):
             continue
         payload = {k: v for k, v in rec.items() if k != "type"}
