@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from retrotread.coach.walkers import WalkerConfig, loosened
 from retrotread.errors import ConfigError
 
 ENV_PREFIX = "RETROTREAD_"
@@ -131,6 +132,8 @@ class Config(_Section):
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
+    # [[walker]] entries (the coach); none: one implicit walker, everything as before.
+    walker: list[WalkerConfig] = Field(default_factory=list, max_length=32)
 
     @model_validator(mode="after")
     def _turn_speed_within_limits(self) -> Config:
@@ -140,6 +143,25 @@ class Config(_Section):
                 f"treadmill.turn_speed_kmh {turn:g} is above safety.max_speed_kmh "
                 f"{self.safety.max_speed_kmh:g}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _walkers_only_tighten(self) -> Config:
+        problems: list[str] = []
+        seen: set[str] = set()
+        turn = self.treadmill.turn_speed_kmh
+        for w in self.walker:
+            if w.name.casefold() in seen:
+                problems.append(f"walker {w.name!r} is configured twice")
+            seen.add(w.name.casefold())
+            problems.extend(loosened(w, self.safety))
+            if turn is not None and w.max_speed_kmh is not None and turn > w.max_speed_kmh:
+                problems.append(
+                    f"walker {w.name!r}: max_speed_kmh = {w.max_speed_kmh:g} is below "
+                    f"treadmill.turn_speed_kmh = {turn:g}"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -271,18 +293,37 @@ def _explain(
         var = from_env.get((loc[0], loc[1])) if len(loc) >= 2 else None
         via = f" (from ${var})" if var else ""
         msg = str(err["msg"]).removeprefix("Value error, ")
+        walker = _walker_entry(loc, data)
+        if walker is not None:  # [[walker]] entries are named by their name, not index
+            key = f"{walker}, {'.'.join(loc[2:])}" if loc[2:] else walker
         if err["type"] == "extra_forbidden":
             where = f"[{loc[0]}]" if len(loc) > 1 else "the top level"
+            if walker is not None:
+                key, where = ".".join(loc[2:]), walker
             problems.append(f"unknown key {key!r}{via} in {where}")
         elif not loc:
             problems.append(msg)  # a check across sections names its own keys
         else:
             value: Any = data
             for part in loc:
-                value = value.get(part) if isinstance(value, dict) else None
+                if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                    value = value[int(part)]
+                else:
+                    value = value.get(part) if isinstance(value, dict) else None
             shown = "" if value is None else f" = {value!r}"
             problems.append(f"{key}{shown}{via}: {msg}")
     return f"{source}: " + "; ".join(problems)
+
+
+def _walker_entry(loc: list[str], data: dict[str, Any]) -> str | None:
+    """``walker 'anna'`` (or ``walker #2`` when unnamed) for a location in [[walker]]."""
+    if len(loc) < 2 or loc[0] != "walker" or not loc[1].isdigit():
+        return None
+    entries = data.get("walker")
+    i = int(loc[1])
+    entry = entries[i] if isinstance(entries, list) and i < len(entries) else None
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return f"walker {name!r}" if isinstance(name, str) else f"walker #{i + 1}"
 
 
 def _check_files(config: Config, source: str, from_env: Mapping[tuple[str, str], str]) -> None:
