@@ -12,6 +12,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from retrotread.profiles.model import Limits
+
 IMPLICIT_WALKER = "default"
 """The walker of a house with no ``[[walker]]`` entries (and of sessions that name none)."""
 
@@ -23,23 +25,8 @@ HR_MAX_SLOPE = 0.7
 HR_CAP_FRACTION = 0.85
 
 
-class SafetyLike(Protocol):
+class SafetyLike(Limits, Protocol):
     """The ``[safety]`` values a walker can tighten (``config.SafetyConfig``)."""
-
-    @property
-    def max_speed_kmh(self) -> float: ...
-
-    @property
-    def max_incline_pct(self) -> float: ...
-
-    @property
-    def speed_step_kmh(self) -> float: ...
-
-    @property
-    def incline_step_pct(self) -> float: ...
-
-    @property
-    def step_interval_s(self) -> float: ...
 
     @property
     def settle_s(self) -> float: ...
