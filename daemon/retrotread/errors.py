@@ -68,3 +68,26 @@ class ConfigError(RetrotreadError):
 
 class ProfileError(RetrotreadError):
     """A profile is malformed or breaks the safety limits."""
+
+
+class CoachError(RetrotreadError):
+    """Something the coach cannot do: an unknown walker or plan, a broken plan file."""
+
+
+class PlanError(CoachError):
+    """A plan file is malformed, or a plan name is unknown."""
+
+
+class CoachRefused(CoachError):
+    """The coach will not give this walker a session of this plan now; says why.
+
+    ``str()`` names the walker, the plan and the rule (docs/plans.md), e.g. "walker 'anna',
+    plan 'retro-hill': refused by rule 'requires': ...".
+    """
+
+    def __init__(self, walker: str, plan: str, rule: str, reason: str) -> None:
+        self.walker = walker
+        self.plan = plan
+        self.rule = rule
+        self.reason = reason
+        super().__init__(f"walker {walker!r}, plan {plan!r}: refused by rule {rule!r}: {reason}")
