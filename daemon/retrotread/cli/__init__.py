@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run the daemon (or one profile in the terminal)"),
     "demo": ("demo", "the whole pipeline on this machine, nothing to configure"),
     "profiles": ("profiles", "list, show and check walking profiles"),
+    "plan": ("plan", "list the coaching plans; a walker's session today, and why"),
+    "progress": ("walker_progress", "a walker's weeks: backward minutes, incline, speed, pain"),
     "check-config": ("check_config", "validate a config file and say what is wrong"),
     "replay": ("replay", "replay a session to MQTT or through the simulator"),
     "sessions": ("sessions", "history: every recorded session"),

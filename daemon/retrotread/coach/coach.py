@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from retrotread.coach.history import HistoryReader, SessionRecord, select
-from retrotread.coach.loader import PlanSet
+from retrotread.coach.loader import PlanSet, load_plans
 from retrotread.coach.plan import Plan
 from retrotread.coach.progress import (
     LearnedSpeed,
@@ -94,6 +94,16 @@ class Coach:
         self.safety = safety
         self.sessions_dir = sessions_dir
         self.reader = reader or HistoryReader()
+
+    @classmethod
+    def from_config(cls, config: Any, plans: PlanSet | None = None) -> Coach:
+        """The coach of a ``config.Config``: its walkers, [safety], sessions and plan dirs."""
+        return cls(
+            plans if plans is not None else load_plans(config.profiles.dirs),
+            config.walker,
+            config.safety,
+            config.sessions.dir,
+        )
 
     # ------------------------------------------------------------------ who
 
