@@ -152,9 +152,14 @@ async def test_retained_topics_and_results(broker: Broker) -> None:
         ]
         bridge.output("telemetry", {"speed_kmh": 2.5})
         bridge.output("event", {"type": "cue", "message": "hello"})
-        await _wait_for(lambda: spy.json("retrotread/t1/event"))
+        await _wait_for(lambda: any(e["type"] == "cue" for e in spy.json("retrotread/t1/event")))
         assert spy.json("retrotread/t1/telemetry") == [{"speed_kmh": 2.5}]
-        assert spy.json("retrotread/t1/event") == [{"type": "cue", "message": "hello"}]
+        events = spy.json("retrotread/t1/event")
+        # Each refusal is also an event (Home Assistant's event entity shows it), then the cue.
+        assert [(e["type"], e.get("id")) for e in events[:-1]] == [
+            ("command_refused", r["id"]) for r in results if not r["ok"]
+        ]
+        assert events[-1] == {"type": "cue", "message": "hello"}
     await bridge.close()
     await _stop(task)
     assert [c.action for c in handler.commands] == ["pause", "resume"]

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, NamedTuple, Protocol
@@ -25,6 +26,7 @@ import aiomqtt
 from retrotread.backoff import Backoff
 from retrotread.config import MqttConfig
 from retrotread.errors import RetrotreadError
+from retrotread.events import COMMAND_REFUSED
 from retrotread.mqtt.commands import Command, CommandError, Stop, parse_command
 from retrotread.mqtt.discovery import discovery_payload, discovery_topic
 from retrotread.mqtt.topics import Topics
@@ -107,6 +109,8 @@ class MqttBridge:
         self.results_sent = 0
         self.refused_busy = 0
         self.dropped_telemetry = 0
+        self._described: tuple[str | None, str | None] | None = None
+        self._busy_told = False  # a flood of refusals is told as one event, not thousands
 
     # ------------------------------------------------------------------ outputs
 
@@ -124,7 +128,19 @@ class MqttBridge:
         elif kind == "event":
             self._enqueue(_Out(self.topics.event, _json(payload), 1, False, "event"))
         elif kind == "state":
+            self._follow_device()
             self._enqueue(_Out(self.topics.state, _json(payload), 1, True, "state"))
+
+    def _follow_device(self) -> None:
+        """Discovery again when the device's name or model changed since it was announced.
+
+        The broker often answers before the treadmill does: the device is first announced
+        under a placeholder, and gets the treadmill's own name when the link comes up.
+        """
+        if not (self.connected and self.settings.discovery):
+            return
+        if self.handler.device_description() != self._described:
+            self._enqueue(self._discovery_item())
 
     def _enqueue(self, item: _Out) -> None:
         if not self.connected:
@@ -140,11 +156,25 @@ class MqttBridge:
             self._queued_telemetry += 1
         self._out.put_nowait(item)
 
-    def _result(self, command_id: Any, action: str | None, ok: bool, error: str | None) -> None:
-        """Queue the one result of a command; cannot raise."""
+    def _result(
+        self, command_id: Any, action: str | None, ok: bool, error: str | None, tell: bool = True
+    ) -> None:
+        """Queue the one result of a command (and a refusal as an event if ``tell``)."""
         payload = {"id": command_id, "action": action, "ok": ok, "error": error}
         self.results_sent += 1
         self._enqueue(_Out(self.topics.cmd_result, _json(payload), 1, False, "result"))
+        if not ok and tell:
+            # Also on <base>/event: Home Assistant's event entity and logbook show it there.
+            what = action.capitalize() if action else "Command"
+            event = {
+                "ts": round(time.time(), 3),
+                "type": COMMAND_REFUSED,
+                "message": f"{what} refused: {error}",
+                "id": command_id,
+                "action": action,
+                "error": error,
+            }
+            self._enqueue(_Out(self.topics.event, _json(event), 1, False, "event"))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -308,16 +338,21 @@ class MqttBridge:
         await self._publish_discovery(client)
 
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:
+        item = self._discovery_item()
+        await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+
+    def _discovery_item(self) -> _Out:
+        """Retained like state: not held while the broker is away, announced on connect."""
         s = self.settings
         topic = discovery_topic(s.discovery_prefix, s.device_id)
+        description = self.handler.device_description()
+        self._described = description
         if not s.discovery:
             # An empty retained payload removes the device from Home Assistant.
-            await client.publish(topic, b"", qos=1, retain=True)
-            return
-        name, model = self.handler.device_description()
+            return _Out(topic, b"", 1, True, "state")
         names = [p["name"] for p in self.handler.profiles()]
-        payload = discovery_payload(self.topics, s.device_id, names, name, model)
-        await client.publish(topic, _json(payload), qos=1, retain=True)
+        payload = discovery_payload(self.topics, s.device_id, names, *description)
+        return _Out(topic, _json(payload), 1, True, "state")
 
     async def _publisher(self, client: aiomqtt.Client, window: int = 8) -> None:
         """Publish in order, with up to ``window`` QoS 1 acknowledgements outstanding.
@@ -423,12 +458,14 @@ class MqttBridge:
             if len(self._stops) >= self.command_backlog:
                 self._busy(command)
                 return
+            self._busy_told = False
             task = asyncio.get_running_loop().create_task(self._execute(command), name="stop")
             self._stops.add(task)
             task.add_done_callback(self._stops.discard)
         elif self._commands.qsize() >= self.command_backlog:
             self._busy(command)
         else:
+            self._busy_told = False
             self._commands.put_nowait(command)
 
     def _busy(self, command: Command) -> None:
@@ -438,7 +475,9 @@ class MqttBridge:
             command.action,
             False,
             f"too many commands, slow down ({self.command_backlog} are already waiting)",
+            tell=not self._busy_told,
         )
+        self._busy_told = True
 
     async def _command_worker(self) -> None:
         while True:

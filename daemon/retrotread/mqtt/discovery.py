@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from retrotread import __version__
+from retrotread.events import EVENT_TYPES
 from retrotread.mqtt.topics import Topics
 
 STATES = ["disconnected", "idle", "running", "paused", "turning", "finishing", "stopped", "error"]
@@ -34,6 +35,18 @@ def object_id(device_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", device_id)
 
 
+# Home Assistant's MQTT select forgets its option only on the payload ``None`` (an empty one
+# is ignored and the old option stays shown); its sensors read ``None`` as unknown too. Jinja
+# renders a null as ``None``, so a template that yields the value or none does both.
+_SESSION_PROFILE = (
+    "{{% set p = value_json.profile %}}"
+    "{{{{ p if value_json.session_id and p in {options} else 'None' }}}}"
+)
+# HA's event entity wants a JSON object with ``event_type``; every other key of ours
+# (message, phase, action, error...) becomes an attribute of the event.
+_EVENT = "{{ dict(value_json, event_type=value_json.type) | to_json }}"
+
+
 def discovery_payload(
     topics: Topics,
     device_id: str,
@@ -42,7 +55,8 @@ def discovery_payload(
     model: str | None = None,
 ) -> dict[str, Any]:
     """The device config: sensors, the profile select, buttons and the link sensor."""
-    uid = f"retrotread_{object_id(device_id)}"
+    oid = object_id(device_id)
+    uid = f"retrotread_{oid}"
     tele = topics.telemetry
 
     def sensor(key: str, name: str, field: str, **extra: Any) -> dict[str, Any]:
@@ -103,6 +117,7 @@ def discovery_payload(
             "Energy",
             "energy_kcal",
             unit_of_measurement="kcal",
+            device_class="energy",
             state_class="total_increasing",
             icon="mdi:fire",
         ),
@@ -111,7 +126,7 @@ def discovery_payload(
             "name": "Phase",
             "unique_id": f"{uid}_phase",
             "state_topic": topics.state,
-            "value_template": "{{ value_json.phase if value_json.phase else 'none' }}",
+            "value_template": "{{ value_json.phase }}",
             "icon": "mdi:format-list-numbered",
         },
         "phase_remaining": {
@@ -138,10 +153,19 @@ def discovery_payload(
             "unique_id": f"{uid}_profile",
             "options": list(profile_names),
             "state_topic": topics.state,
-            "value_template": "{{ value_json.profile if value_json.profile else '' }}",
+            "value_template": _SESSION_PROFILE.format(options=json.dumps(list(profile_names))),
             "command_topic": topics.cmd,
             "command_template": '{"action": "start", "profile": "{{ value }}"}',
             "icon": "mdi:walk",
+        },
+        "events": {
+            "p": "event",
+            "name": "Events",
+            "unique_id": f"{uid}_events",
+            "state_topic": topics.event,
+            "value_template": _EVENT,
+            "event_types": list(EVENT_TYPES),
+            "icon": "mdi:bullhorn",
         },
         "link": {
             "p": "binary_sensor",
@@ -161,6 +185,10 @@ def discovery_payload(
             "payload_press": json.dumps({"action": action}),
             "icon": BUTTON_ICONS[action],
         }
+    for key, component in cmps.items():
+        # Entity ids that do not depend on which name the device had when HA first saw it
+        # (the placeholder, when the broker answers before the treadmill does).
+        component["default_entity_id"] = f"{component['p']}.{oid}_{key}"
     device: dict[str, Any] = {
         "ids": [uid],
         "name": treadmill_name or f"Treadmill {device_id}",
