@@ -9,6 +9,8 @@ Relative paths in the file are relative to the file; ``~`` is expanded everywher
 from __future__ import annotations
 
 import os
+import shlex
+import string
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from retrotread.coach.walkers import WalkerConfig, loosened
 from retrotread.errors import ConfigError
+from retrotread.events import COMMAND_REFUSED, EVENT_TYPES, SPOKEN_BY_DEFAULT
 
 ENV_PREFIX = "RETROTREAD_"
 ENV_CONFIG = "RETROTREAD_CONFIG"
@@ -124,6 +127,65 @@ class ProfilesConfig(_Section):
     dirs: list[Path] = Field(default_factory=list)
 
 
+CUE_PLACEHOLDERS = frozenset({"text", "type"})
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish"})
+
+
+def parse_cue_command(template: str) -> list[str]:
+    """``[cues] command`` as arguments, checked; ValueError says what is wrong.
+
+    Split like a shell splits (``shlex``); ``{text}`` and ``{type}`` are filled in per
+    argument later, so cue text is always one argument and never parsed by a shell.
+    """
+    try:
+        argv = shlex.split(template)
+    except ValueError as exc:  # e.g. "No closing quotation"
+        raise ValueError(f"cannot split into arguments: {exc}") from None
+    if not argv:
+        raise ValueError("is empty")
+    for arg in argv:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(arg) if f is not None]
+        except ValueError as exc:  # e.g. "Single '}' encountered"
+            raise ValueError(f"argument {arg!r}: {exc} (write {{{{ or }}}} for a brace)") from None
+        unknown = sorted(set(fields) - CUE_PLACEHOLDERS)
+        if unknown:
+            raise ValueError(
+                f"argument {arg!r}: unknown placeholder {{{unknown[0]}}} (use {{text}} or {{type}})"
+            )
+    if os.path.basename(argv[0]) in _SHELLS and any("{text}" in a for a in argv[1:]):
+        raise ValueError(
+            "puts {text} into a shell command line, where cue text would run as shell code; "
+            "a shell script reads the text from standard input instead"
+        )
+    return argv
+
+
+class CuesConfig(_Section):
+    """Spoken cues without Home Assistant: a command run for each cue, e.g. "espeak-ng {text}"."""
+
+    command: str | None = None
+    events: list[str] = Field(default_factory=lambda: list(SPOKEN_BY_DEFAULT))
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cue_command(value)
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        # command_refused is told on MQTT by the bridge; the runner never sees it.
+        allowed = [t for t in EVENT_TYPES if t != COMMAND_REFUSED]
+        for name in value:
+            if name not in allowed:
+                raise ValueError(f"unknown event type {name!r} (one of: {', '.join(allowed)})")
+        return value
+
+
 class Config(_Section):
     """The whole configuration file."""
 
@@ -134,6 +196,7 @@ class Config(_Section):
     profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
     # [[walker]] entries (the coach); none: one implicit walker, everything as before.
     walker: list[WalkerConfig] = Field(default_factory=list, max_length=32)
+    cues: CuesConfig = Field(default_factory=CuesConfig)
 
     @model_validator(mode="after")
     def _turn_speed_within_limits(self) -> Config:

@@ -37,6 +37,7 @@ from retrotread.mqtt.commands import (
 )
 from retrotread.profiles.loader import ProfileSet, load_profiles
 from retrotread.profiles.model import Profile, check_profile
+from retrotread.service.cues import CueCommand
 from retrotread.service.runner import SessionRunner
 from retrotread.service.supervisor import LinkState, Supervisor
 from retrotread.session.store import check_sessions_dir, describe_pruned, prune_sessions
@@ -123,6 +124,11 @@ class Daemon:
         self._health_listeners: list[Callable[[Health], None]] = []
         self.supervisor.add_state_listener(self._on_link_state)
         self.runner.add_listener(self._on_output)
+        self.cues: CueCommand | None = None
+        c = config.cues
+        if c.command:
+            self.cues = CueCommand(c.command, c.events, timeout_s=c.timeout_s)
+            self.runner.add_listener(self.cues.output)
         self.bridge: Any = None
         use_mqtt = config.mqtt.enabled if mqtt is None else mqtt
         if use_mqtt:
@@ -246,6 +252,8 @@ class Daemon:
         tasks.append(asyncio.create_task(self.runner.run(), name="session-runner"))
         tasks.append(asyncio.create_task(self.supervisor.run(), name="supervisor"))
         tasks.append(asyncio.create_task(self._look_after_sessions(), name="sessions-dir"))
+        if self.cues is not None:
+            tasks.append(asyncio.create_task(self.cues.run(), name="cues"))
         if self.bridge is not None:
             tasks.append(asyncio.create_task(self.bridge.run(), name="mqtt"))
         try:
