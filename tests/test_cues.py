@@ -25,9 +25,9 @@ import pytest
 from retrotread.clock import ScaledClock
 from retrotread.config import Config, CuesConfig, MqttConfig, SessionsConfig, load_config
 from retrotread.errors import ConfigError
-from retrotread.link.inprocess import InProcessTransport
 from retrotread.service.app import Daemon
 from retrotread.service.cues import CueCommand
+from retrotread.sim.inprocess import InProcessTransport
 from retrotread.sim.treadmill import SimConfig, SimTreadmill
 from tests.broker import Broker
 from tests.test_daemon_mqtt import Phone, until

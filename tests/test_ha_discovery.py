@@ -23,9 +23,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from retrotread.clock import ScaledClock
 from retrotread.config import Config, MqttConfig, SessionsConfig, TreadmillConfig
 from retrotread.events import COMMAND_REFUSED, EVENT_TYPES
-from retrotread.link.inprocess import InProcessTransport
 from retrotread.mqtt.bridge import MqttBridge
 from retrotread.service.app import Daemon
+from retrotread.sim.inprocess import InProcessTransport
 from retrotread.sim.treadmill import Faults, SimConfig, SimTreadmill
 from tests.broker import Broker
 from tests.test_daemon_mqtt import BASE, Phone, daemon_rig, until
