@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,8 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError, BleakGATTProtocolError
-from bleak_retry_connector import establish_connection
+from bleak_retry_connector import close_stale_connections, establish_connection
+from bluetooth_adapters import get_dbus_managed_objects, load_history_from_managed_objects
 
 from retrotread.errors import AttError, LinkError
 from retrotread.ftms import uuids
@@ -123,6 +123,8 @@ class BleakTransport:
         self._on_disconnect: DisconnectCallback | None = None
         self._expect_disconnect = False
         self._chars: dict[str, tuple[str, ...]] = {}
+        self._taking_over = False
+        self._takeover_failed = False
 
     @property
     def address(self) -> str:
@@ -150,8 +152,53 @@ class BleakTransport:
             return f"treadmill named {self.want_name!r}"
         return "an FTMS treadmill"
 
+    def _is_ours(self, d: BLEDevice, adv: AdvertisementData) -> bool:
+        """The configured treadmill: by address, else by name, else any FTMS treadmill."""
+        if self.want_address:
+            return d.address.upper() == self.want_address.upper()
+        if self.want_name:
+            return (adv.local_name or d.name) == self.want_name
+        ftms, treadmill = _ftms_advert(adv)
+        return ftms and treadmill is not False
+
+    async def held_by_bluez(self) -> BLEDevice | None:
+        """The treadmill, if BlueZ already holds a connection to it.
+
+        After a crash of the daemon (kill -9) BlueZ keeps the dead process's connection,
+        and a connected treadmill does not advertise, so no scan finds it; BlueZ's own
+        object tree still lists it, marked Connected.
+        """
+        try:
+            objects = await get_dbus_managed_objects()
+        except Exception as exc:  # no BlueZ at all: the scan says so, in its own words
+            log.debug("cannot list BlueZ's devices: %s", _describe(exc))
+            return None
+        for seen in load_history_from_managed_objects(objects, self.adapter).values():
+            details = seen.device.details
+            props = details.get("props", {}) if isinstance(details, dict) else {}
+            if props.get("Connected") and self._is_ours(seen.device, seen.advertisement_data):
+                return seen.device
+        return None
+
     async def find(self) -> BLEDevice:
-        """Scan for the configured treadmill; LinkError if it is not advertising."""
+        """The configured treadmill: held by BlueZ already, else found advertising.
+
+        LinkError if it is neither. A held connection is taken over; if that failed last
+        time, it is closed first so that the treadmill advertises again.
+        """
+        held = await self.held_by_bluez()
+        if held is not None and not self._takeover_failed:
+            log.warning(
+                "%s is still connected in BlueZ (a previous run ended without letting go): "
+                "taking the connection over",
+                held.address,
+            )
+            self._taking_over = True
+            return held
+        if held is not None:
+            log.warning("closing the connection BlueZ keeps to %s, then scanning", held.address)
+            await close_stale_connections(held)
+        self._takeover_failed = False
         kwargs = _bluez_kwargs(self.adapter)
         try:
             if self.want_address:
@@ -159,20 +206,8 @@ class BleakTransport:
                     self.want_address, timeout=self.scan_timeout_s, **kwargs
                 )
             else:
-                match: Callable[[BLEDevice, AdvertisementData], bool]
-                if self.want_name:
-                    want = self.want_name
-
-                    def match(d: BLEDevice, adv: AdvertisementData) -> bool:
-                        return (adv.local_name or d.name) == want
-                else:
-
-                    def match(d: BLEDevice, adv: AdvertisementData) -> bool:
-                        ftms, treadmill = _ftms_advert(adv)
-                        return ftms and treadmill is not False
-
                 device = await BleakScanner.find_device_by_filter(
-                    match, timeout=self.scan_timeout_s, **kwargs
+                    self._is_ours, timeout=self.scan_timeout_s, **kwargs
                 )
         except (BleakError, OSError) as exc:
             raise _unavailable(exc) or LinkError(f"scan failed: {_describe(exc)}") from exc
@@ -185,9 +220,12 @@ class BleakTransport:
     async def connect(self) -> None:
         if self._client is not None:
             await self.disconnect()
+        self._taking_over = False
         device = await self.find()
         self._device = device
         self._expect_disconnect = False
+        # Cancelled or failed, a takeover is not tried again: the stale link is closed.
+        self._takeover_failed = self._taking_over
         try:
             client = await establish_connection(
                 BleakClient,
@@ -200,6 +238,7 @@ class BleakTransport:
             raise _unavailable(exc) or LinkError(
                 f"cannot connect to {device.address}: {_describe(exc)}"
             ) from exc
+        self._takeover_failed = False
         self._client = client
         self._chars = {
             ch.uuid.lower(): tuple(ch.properties)

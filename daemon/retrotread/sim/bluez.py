@@ -18,7 +18,8 @@ Usage::
     fake.add_peripheral(toy)
     await fake.start(bus.address)      # or: async with FakeBlueZ(bus_address=...) as fake
     ...
-    fake.drop_link(toy.address)        # link-level knobs: set_advertising, fail_next_connect
+    fake.drop_link(toy.address)        # link-level knobs: set_advertising, fail_next_connect,
+                                       # hold_connection (a dead process's connection)
     await fake.stop()
 """
 
@@ -969,6 +970,24 @@ class FakeBlueZ:
         """The radio link is lost: the peripheral is told, then the central sees it go."""
         self._link(address).drop()
 
+    async def hold_connection(self, address: str, *, services_resolved: bool = True) -> None:
+        """Connect the peripheral for a central process that then died (kill -9).
+
+        BlueZ keeps such a connection: Device1 stays Connected with its GATT objects, and
+        the peripheral, being connected, stops advertising, so a scan no longer finds it.
+        Only GetManagedObjects shows it; Device1.Disconnect or a link loss ends it.
+        ``services_resolved=False`` leaves it stuck in service discovery (a central that
+        waits for ServicesResolved waits in vain).
+        """
+        link = self._link(address)
+        adv = link.advertisement()
+        if adv is None:
+            raise FakeBlueZError(f"{address} is not advertising: nothing could have connected")
+        link.announce(adv)
+        await link.connect()
+        if not services_resolved and link.device is not None:
+            link.device.update({"ServicesResolved": False})
+
     def _link(self, address: str) -> _Link:
         try:
             return self._links[address.upper()]
@@ -1159,6 +1178,8 @@ class FakeBlueZ:
     def _announce_all(self) -> None:
         filters = [self._filters.get(client, _Filter()) for client in self._discovery]
         for link in list(self._links.values()):
+            if link.connected:
+                continue  # a connected peripheral does not advertise (one central at a time)
             adv = link.advertisement()
             if adv is not None and any(f.accepts(adv) for f in filters):
                 link.announce(adv)
