@@ -3,6 +3,7 @@ answers ``start`` in one line, trouble shows in the systemd STATUS, retention ru
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -11,10 +12,17 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from retrotread.session.log import SessionLogWriter, list_sessions
+from retrotread.backoff import Backoff
+from retrotread.clock import ScaledClock
+from retrotread.config import Config, MqttConfig, SessionsConfig
+from retrotread.service.app import Daemon
+from retrotread.session.log import SessionLogWriter, list_sessions, read_session
+from retrotread.sim.inprocess import InProcessTransport
+from retrotread.sim.treadmill import SimConfig, SimTreadmill
 from tests.broker import Broker, free_port
 from tests.fshelpers import small_fs
 from tests.test_daemon_mqtt import Phone, daemon_rig, until
@@ -125,3 +133,81 @@ async def test_retention_runs_at_start_up_and_says_so(
     assert list_sessions(sessions) == [paths[2]]
     said = [rec.getMessage() for rec in caplog.records if "retention" in rec.getMessage()]
     assert said == [f"retention (30 days): removed 2 session log(s) from {sessions}, kept 1"]
+
+
+async def test_disk_full_mid_session_is_said_on_mqtt_and_in_status(
+    broker: Broker, tmp_path: Path
+) -> None:
+    with small_fs(tmp_path / "fs", size=8 * 1024 * 1024) as fs:
+        async with daemon_rig(broker, fs.path) as r, Phone(broker.port) as phone:
+            assert (await phone.command({"action": "start", "profile": "first-steps"}))["ok"]
+            await until(lambda: r.sim.speed_kmh > 0.3, 30)
+            fs.fill()
+            await until(lambda: any(s.get("recording") is False for s in phone.on("state")), 30)
+            status = r.daemon.health.status_line()
+            await asyncio.sleep(0.5)  # more samples lost
+            fs.free()
+            await until(lambda: any(e["type"] == "recording_gap" for e in phone.on("event")), 30)
+            await until(lambda: phone.on("state")[-1].get("recording") is True, 10)
+            status_after = r.daemon.health.status_line()
+            assert (await phone.command({"action": "stop"}))["ok"]
+            await until(lambda: r.daemon.runner.session is None, 20)
+            log = read_session(r.daemon.runner.last_log)  # type: ignore[arg-type]
+    lost = next(e for e in phone.on("event") if e.get("reason") == "recording")
+    assert lost["type"] == "error"
+    assert lost["message"].startswith("Not recording: No space left on device.")
+    assert status.endswith("; NOT RECORDING: No space left on device")
+    assert "NOT RECORDING" not in status_after
+    gap_events = [e for e in phone.on("event") if e["type"] == "recording_gap"]
+    assert [(e["from"], e["to"], e["lost"]) for e in gap_events] == [
+        (g["from"], g["to"], g["lost"]) for g in log.gaps
+    ]
+    assert sum(g["lost"] for g in log.gaps) > 0
+    assert log.outcome == "stopped"
+    assert not log.cut_tail
+
+
+class BuggyDaemon(Daemon):
+    """The daemon with a bug planted where the MQTT bridge reads it on every reconnect."""
+
+    broken = False
+
+    def profiles(self) -> list[dict[str, Any]]:
+        if self.broken:
+            raise KeyError("a bug of ours")
+        return super().profiles()
+
+
+async def test_a_part_failing_stops_the_belt_and_says_offline(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = Config(
+        mqtt=MqttConfig(host="127.0.0.1", port=broker.port, device_id="t1"),
+        sessions=SessionsConfig(dir=tmp_path / "sessions"),
+    )
+    sim = SimTreadmill(SimConfig(pre_workout_s=1.0))
+    daemon = BuggyDaemon(config, InProcessTransport(sim), ScaledClock(10.0), sim=sim)
+    assert daemon.bridge is not None
+    daemon.bridge.backoff = Backoff(0.05, 0.1)
+    stop = asyncio.Event()
+    serving = asyncio.create_task(daemon.run(stop))
+    try:
+        await until(lambda: daemon.treadmill.is_connected and daemon.bridge.connected, 10)
+        await daemon.start_profile("first-steps")
+        await until(lambda: sim.speed_kmh > 0.3, 30)
+        daemon.broken = True
+        broker.stop()  # the bridge reconnects, announces, and meets the bug
+        broker.start()
+        with pytest.raises(KeyError, match="a bug of ours"):
+            await asyncio.wait_for(serving, 30)
+    finally:
+        stop.set()
+        if not serving.done():
+            await asyncio.wait_for(serving, 30)
+    assert sim.state in ("stopped", "idle")  # the belt was stopped, as on SIGTERM
+    log = read_session(daemon.runner.last_log)  # type: ignore[arg-type]
+    assert log.outcome == "stopped"
+    assert "mqtt failed (KeyError: 'a bug of ours'): stopping the belt" in caplog.text
+    async with Phone(broker.port) as later:
+        await until(lambda: bool(later.on("availability")))
+        assert later.on("availability") == ["offline"]

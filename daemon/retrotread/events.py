@@ -21,6 +21,10 @@ EVENT_TYPES: tuple[str, ...] = (
     "stopped_by_treadmill",
     "session_finished",
     "error",
+    # The session log could not be written for a while and now can: the gap (from, to,
+    # records lost) is marked in the log. Its start was told as an "error" (reason
+    # "recording"), and the state's "recording" flag says it all along.
+    "recording_gap",
     COMMAND_REFUSED,
 )
 

@@ -161,8 +161,13 @@ class Daemon:
         self._health_changed()
 
     def _on_output(self, kind: str, payload: dict[str, Any]) -> None:
-        if kind == "state" and payload.get("state") != self.health.state:
+        if kind != "state":
+            return
+        s = self.runner.session
+        recording = s.log.problem if s is not None and payload.get("recording") is False else None
+        if payload.get("state") != self.health.state or recording != self.health.recording:
             self.health.state = str(payload.get("state"))
+            self.health.recording = recording
             self._health_changed()
 
     def _on_broker_status(self, status: str) -> None:
@@ -256,14 +261,23 @@ class Daemon:
             tasks.append(asyncio.create_task(self.cues.run(), name="cues"))
         if self.bridge is not None:
             tasks.append(asyncio.create_task(self.bridge.run(), name="mqtt"))
+        waiter = asyncio.create_task(stop.wait(), name="stop-wait")
         try:
-            waiter = asyncio.create_task(stop.wait(), name="stop-wait")
             done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not waiter and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-            waiter.cancel()
+            for task in done - {waiter}:
+                # A part of the daemon failed (its own bug): the belt is stopped, the log
+                # closed and "offline" said, as on SIGTERM, before the error is raised.
+                exc = task.exception() or RuntimeError(f"{task.get_name()} ended by itself")
+                log.error(
+                    "%s failed (%s: %s): stopping the belt, closing the log, going offline",
+                    task.get_name(),
+                    type(exc).__name__,
+                    exc,
+                    exc_info=exc,
+                )
+                raise exc
         finally:
+            waiter.cancel()
             await self.shutdown(tasks)
 
     async def _look_after_sessions(self, every_s: float = 60.0) -> None:
@@ -274,19 +288,22 @@ class Daemon:
         next_prune = loop.time()
         probe = True  # a real write at start-up; after that, ask the file system
         while True:
-            self._storage(check_sessions_dir(directory, probe=probe).problem)
-            probe = False
-            if days is not None and loop.time() >= next_prune:
-                next_prune = loop.time() + 86400.0
-                current = self.runner.last_log if self.runner.session is not None else None
-                pruned = prune_sessions(
-                    directory, days, datetime.now(UTC), keep=[current] if current else []
-                )
-                log.log(
-                    logging.WARNING if pruned.skipped else logging.INFO,
-                    "%s",
-                    describe_pruned(pruned, directory, days),
-                )
+            try:
+                self._storage(check_sessions_dir(directory, probe=probe).problem)
+                probe = False
+                if days is not None and loop.time() >= next_prune:
+                    next_prune = loop.time() + 86400.0
+                    current = self.runner.last_log if self.runner.session is not None else None
+                    pruned = prune_sessions(
+                        directory, days, datetime.now(UTC), keep=[current] if current else []
+                    )
+                    log.log(
+                        logging.WARNING if pruned.skipped else logging.INFO,
+                        "%s",
+                        describe_pruned(pruned, directory, days),
+                    )
+            except Exception:  # housekeeping never takes the daemon down
+                log.exception("looking after the sessions directory failed")
             await asyncio.sleep(every_s)
 
     def _storage(self, problem: str | None) -> None:

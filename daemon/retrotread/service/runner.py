@@ -59,7 +59,7 @@ from retrotread.profiles.grid import Grid, device_grids
 from retrotread.profiles.model import Limits, Profile
 from retrotread.service.stats import SessionStats
 from retrotread.service.watch import SetpointWatch, Verdict
-from retrotread.session.log import Outcome, SessionLogWriter
+from retrotread.session.log import Outcome, SessionLogError, SessionLogWriter
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,14 @@ class _Done:
         return self.response is not None and self.response.ok
 
 
-Message = _Request | _Done | LinkEvent
+@dataclass
+class _Recording:
+    """The session log started or stopped being written (disk full, read-only, back)."""
+
+    writer: SessionLogWriter
+
+
+Message = _Request | _Done | _Recording | LinkEvent
 
 
 @dataclass
@@ -289,6 +296,7 @@ class SessionRunner:
             "treadmill": treadmill,
             "belt": self.belt.value,
             "stop_pending": self.stop_latched,
+            "recording": s.log.recording if s is not None else None,
         }
 
     def _publish_state(self) -> None:
@@ -438,6 +446,31 @@ class SessionRunner:
             s = self.session
             if s is not None and not s.log.closed:
                 s.log.record("event", message.t, event="bad_frame", message=str(message.error))
+        elif isinstance(message, _Recording):
+            self._on_recording(message.writer)
+
+    def _on_recording(self, writer: SessionLogWriter) -> None:
+        """Say on MQTT when the session stops or starts being recorded (state + event)."""
+        s = self.session
+        if s is None or s.log is not writer:
+            return
+        if not writer.recording:
+            self.event(
+                "error",
+                f"Not recording: {writer.problem}. The session goes on; what is not recorded "
+                "is marked in its log.",
+                reason="recording",
+            )
+        elif writer.gaps:
+            gap = writer.gaps[-1]
+            missing = float(gap["to"]) - float(gap["from"] or 0.0)
+            self.event(
+                "recording_gap",
+                f"Recording again: {missing:.0f} s were not recorded ({gap['lost']} records); "
+                "the gap is marked in the log.",
+                **{k: gap[k] for k in ("from", "to", "lost")},
+            )
+        self._publish_state()
 
     def _advance(self, now: float) -> None:
         """After every message and every tick: engine time, then the belt follows it."""
@@ -497,12 +530,25 @@ class SessionRunner:
                 "the belt is moving (started at the treadmill): stop or pause it there first"
             )
         engine = self._new_engine(profile, limits, caps, now)
-        started = datetime.fromtimestamp(self.wall(), UTC)
         try:
-            writer = SessionLogWriter.create(self.sessions_dir, started, profile.name, t0=now)
-        except OSError as exc:
-            raise RunnerError(f"cannot record the session in {self.sessions_dir}: {exc}") from None
-        sid = f"{started.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+            # The writer dates the session: the wall clock, unless it cannot be right.
+            writer = SessionLogWriter.create(
+                self.sessions_dir, datetime.fromtimestamp(self.wall(), UTC), profile.name, t0=now
+            )
+            started = writer.started_at or datetime.fromtimestamp(self.wall(), UTC)
+            sid = f"{started.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+            writer.header(
+                session_id=sid,
+                started_at=started.isoformat().replace("+00:00", "Z"),
+                profile=profile.model_dump(mode="json"),
+                limits=_dump_limits(limits),
+                treadmill=caps.to_dict(),
+                version=__version__,
+                **(request.args.get("header") or {}),
+            )
+        except (OSError, SessionLogError) as exc:  # one line, and the belt never moved
+            raise RunnerError(str(exc)) from None
+        writer.add_listener(lambda w: self._post(_Recording(w)))
         session = Session(sid, profile, limits, engine, engine.tick(now), writer, now, started)
         session.watch = {
             "speed": SetpointWatch("speed", _tolerance(caps.speed_range, 0.15), limits.settle_s),
@@ -510,15 +556,6 @@ class SessionRunner:
                 "incline", _tolerance(caps.incline_range, 0.3), limits.settle_s
             ),
         }
-        writer.header(
-            session_id=sid,
-            started_at=started.isoformat().replace("+00:00", "Z"),
-            profile=profile.model_dump(mode="json"),
-            limits=_dump_limits(limits),
-            treadmill=caps.to_dict(),
-            version=__version__,
-            **(request.args.get("header") or {}),
-        )
         self.session = session
         self.last_profile = profile
         self.last_log = writer.path
@@ -1234,7 +1271,7 @@ class SessionRunner:
             outcome=outcome,
             summary=summary,
         )
-        s.log.footer(outcome, summary)
+        s.log.footer(outcome, summary, wall=self.wall())
         self.last_outcome = outcome
         self.session = None
         self._publish_state()

@@ -28,7 +28,7 @@ SAME_TIME_S = 300.0
 """Daemons sharing a directory start sessions close together; only an earlier start by
 more than this is taken as a wrong clock."""
 
-MIN_FREE_BYTES = 16 * 1024 * 1024
+MIN_FREE_BYTES = 16_000_000
 """Below this a session (about 2 MB per half hour) may not fit."""
 
 
