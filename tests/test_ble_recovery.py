@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import sys
 import textwrap
@@ -22,6 +21,17 @@ from tests.blehelpers import ble_rig, private_bus, wait_until
 __all__ = ["private_bus"]
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+async def until_connected(sup: Supervisor) -> Supervisor:
+    """Run the supervisor until it has the treadmill connected; then stop it."""
+    task = asyncio.create_task(sup.run())
+    try:
+        await wait_until(lambda: sup.state == LinkState.CONNECTED, 20)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return sup
 
 
 async def test_a_connection_left_by_a_dead_process_is_taken_over(private_bus: PrivateBus) -> None:
@@ -62,18 +72,9 @@ async def test_a_stuck_stale_connection_is_closed_and_the_treadmill_found_again(
 ) -> None:
     async with ble_rig(private_bus, connect=False) as r:
         await r.fake.hold_connection(r.sim.address, services_resolved=False)
-        sup = Supervisor(
-            r.treadmill,
-            r.clock,
-            connect_timeout_s=1.5,
-            backoff=Backoff(0.1, 0.2, random.Random(2)),
+        sup = await until_connected(
+            Supervisor(r.treadmill, r.clock, connect_timeout_s=1.5, backoff=Backoff(0.1, 0.2))
         )
-        task = asyncio.create_task(sup.run())
-        try:
-            await wait_until(lambda: sup.state == LinkState.CONNECTED, 20)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
         assert sup.attempts >= 2  # the takeover timed out; the next attempt got through
         assert r.fake.calls["Device1.Disconnect"] >= 1  # the stale connection was closed
         assert r.fake.calls["Device1.Connect"] >= 1  # and a fresh one made
@@ -120,12 +121,6 @@ async def test_after_kill_9_the_restarted_daemon_reconnects_at_once(
         assert r.fake.is_connected(r.sim.address)  # BlueZ kept the dead process's link
         assert r.sim.speed_kmh > 0  # and the belt runs with nobody in charge
         assert await scan(0.5) == []
-        sup = Supervisor(r.treadmill, r.clock, backoff=Backoff(0.1, 0.2, random.Random(1)))
-        task = asyncio.create_task(sup.run())
-        try:
-            await wait_until(lambda: sup.state == LinkState.CONNECTED, 10)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        sup = await until_connected(Supervisor(r.treadmill, r.clock, backoff=Backoff(0.1, 0.2)))
         assert sup.attempts == 1  # found and taken over on the first try
         assert r.treadmill.last_data_at is not None  # telemetry flows to the new process
