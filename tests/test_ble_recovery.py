@@ -10,10 +10,14 @@ import signal
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from retrotread.backoff import Backoff
+from retrotread.clock import ScaledClock
+from retrotread.config import Config, MqttConfig, SessionsConfig
 from retrotread.link.bleak_transport import BleakTransport, scan
 from retrotread.link.ftms_client import FtmsTreadmill
+from retrotread.service.app import Daemon
 from retrotread.service.supervisor import LinkState, Supervisor
 from retrotread.sim.dbus_bus import PrivateBus
 from tests.blehelpers import ble_rig, private_bus, wait_until
@@ -105,22 +109,50 @@ async def test_after_kill_9_the_restarted_daemon_reconnects_at_once(
     private_bus: PrivateBus,
 ) -> None:
     async with ble_rig(private_bus, connect=False) as r:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            DEAD_DAEMON,
-            r.sim.address,
-            cwd=ROOT,
-            env={**os.environ},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        assert proc.returncode == -signal.SIGKILL, err.decode()
-        assert out.decode().strip() == "running"
+        await _crash_with_the_belt_running(r.sim.address)
         assert r.fake.is_connected(r.sim.address)  # BlueZ kept the dead process's link
         assert r.sim.speed_kmh > 0  # and the belt runs with nobody in charge
         assert await scan(0.5) == []
         sup = await until_connected(Supervisor(r.treadmill, r.clock, backoff=Backoff(0.1, 0.2)))
         assert sup.attempts == 1  # found and taken over on the first try
         assert r.treadmill.last_data_at is not None  # telemetry flows to the new process
+
+
+async def test_after_kill_9_the_daemon_takes_over_and_pauses_the_orphaned_belt(
+    private_bus: PrivateBus, tmp_path: Path
+) -> None:
+    """Finding 5 end to end: the whole daemon, restarted after a crash mid-session."""
+    async with ble_rig(private_bus, connect=False) as r:
+        await _crash_with_the_belt_running(r.sim.address)
+        assert r.sim.state == "running"
+        config = Config(mqtt=MqttConfig(enabled=False), sessions=SessionsConfig(dir=tmp_path))
+        daemon = Daemon(config, r.transport, ScaledClock(1.0), mqtt=False)
+        events: list[dict[str, Any]] = []
+        daemon.runner.add_listener(lambda kind, p: events.append(p) if kind == "event" else None)
+        stop = asyncio.Event()
+        serving = asyncio.create_task(daemon.run(stop))
+        try:
+            await wait_until(lambda: r.sim.state == "paused", 20)
+        finally:
+            stop.set()
+            await asyncio.wait_for(serving, 30)
+        assert daemon.supervisor.attempts == 1  # taken over, not scanned for in vain
+        found = [e for e in events if e.get("reason") == "found_running"]
+        assert [e["type"] for e in found] == ["cue"]
+        assert "running with no session" in found[0]["message"]
+
+
+async def _crash_with_the_belt_running(address: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        DEAD_DAEMON,
+        address,
+        cwd=ROOT,
+        env={**os.environ},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == -signal.SIGKILL, err.decode()
+    assert out.decode().strip() == "running"
