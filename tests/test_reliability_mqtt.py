@@ -130,10 +130,13 @@ async def test_a_flood_gets_exactly_one_result_per_command(broker: Broker, tmp_p
             {"action": "dance"},
             {"action": "skip", "extra": 1},
         ]
-        for i in range(2000):
-            await phone.client.publish(
-                f"{BASE}/cmd", json.dumps({**kinds[i % len(kinds)], "id": i}), qos=0
+        client = phone.client
+        await asyncio.gather(  # handed to the client at once: a burst, not a stream
+            *(
+                client.publish(f"{BASE}/cmd", json.dumps({**kinds[i % len(kinds)], "id": i}))
+                for i in range(2000)
             )
+        )
         await until(lambda: len(phone.on("cmd/result")) >= 2001, 60)
         await phone.command({"action": "stop"})
         await until(lambda: r.daemon.runner.session is None)
@@ -342,3 +345,35 @@ async def test_broker_problem_says_what_happens_next(
     assert statuses
     assert statuses[0].startswith("retrying in 0.")
     assert "(" in statuses[0]
+
+
+async def test_a_flood_beyond_the_backlog_is_told_to_slow_down(broker: Broker) -> None:
+    handler = Handler()  # "set" never ends: the worker is stuck on the first one
+    bridge = MqttBridge(_settings(broker.port), handler, command_backlog=10)
+    task = asyncio.create_task(bridge.run())
+    await until(lambda: bridge.connected)
+    got: list[dict[str, Any]] = []
+    async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+        await c.subscribe("retrotread/t1/cmd/result", qos=1)
+        for i in range(30):
+            await c.publish(
+                "retrotread/t1/cmd", json.dumps({"action": "set", "speed_kmh": 1, "id": i})
+            )
+        await until(lambda: bridge.commands_received == 30)
+        await bridge.close()  # what waits is answered too
+        async with asyncio.timeout(10):
+            async for m in c.messages:
+                got.append(json.loads(bytes(m.payload)))  # type: ignore[arg-type]
+                if len(got) == 30:
+                    break
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert sorted(r["id"] for r in got) == list(range(30))  # one result each
+    busy = [
+        r["id"]
+        for r in got
+        if r["error"] == "too many commands, slow down (10 are already waiting)"
+    ]
+    assert busy == list(range(11, 30))  # 1 being carried out, 10 waiting, the rest refused
+    assert bridge.refused_busy == 19
+    assert {r["error"] for r in got if r["id"] <= 10} == {"the daemon is shutting down"}
