@@ -84,6 +84,7 @@ class SessionLogWriter:
         self.clock_note: dict[str, Any] | None = None
         self._gap_from: float | None = None
         self._orphaned = False
+        self._last_error: str | None = None
         self._size = 0
         self._last_t = 0.0
         self._listeners: list[RecordingListener] = []
@@ -200,6 +201,7 @@ class SessionLogWriter:
         try:
             self._append(data)
         except OSError as exc:
+            self._last_error = exc.strerror or str(exc)
             if count:
                 self._lose(exc)
             return False
@@ -293,8 +295,8 @@ class SessionLogWriter:
         if self.started_at is not None and self.clock_note is not None:
             fields["started_at"] = _iso(self.started_at)
             fields["clock"] = self.clock_note
-        if not self._write({"type": "header", "schema": SCHEMA, **fields}):
-            problem = self.failed or "cannot write"
+        if not self._write({"type": "header", "schema": SCHEMA, **fields}, count=False):
+            problem = self._last_error or "cannot write"
             self._discard()
             raise SessionLogError(f"cannot record the session in {self.path.parent}: {problem}")
         self.sync()
