@@ -14,10 +14,11 @@ import pytest
 from retrotread.backoff import Backoff
 from retrotread.errors import ControlError
 from retrotread.ftms.status import StatusOp
-from retrotread.link.bleak_transport import BleakTransport, scan
+from retrotread.link.bleak_transport import BleakTransport, BluetoothUnavailable, scan
 from retrotread.link.events import BadFrame, LinkDown, RawFrame, StatusChanged, Telemetry
 from retrotread.link.ftms_client import ControlRefused, Superseded
 from retrotread.service.supervisor import LinkState, Supervisor
+from retrotread.sim.bluez import FakeBlueZ
 from retrotread.sim.dbus_bus import PrivateBus
 from retrotread.sim.treadmill import Faults
 from tests.blehelpers import ble_rig, private_bus, wait_until
@@ -163,11 +164,30 @@ async def test_absent_then_appears(private_bus: PrivateBus) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_connect_error_is_retried(private_bus: PrivateBus) -> None:
+async def test_connect_error_is_retried_by_the_supervisor(private_bus: PrivateBus) -> None:
     async with ble_rig(private_bus, connect=False) as r:
+        # One bleak attempt per supervisor attempt: bleak-retry-connector's own retry
+        # inside a single connect() would otherwise hide whether the supervisor retries.
+        r.transport.connect_attempts = 1
         r.fake.fail_next_connect(r.sim.address)
         sup = Supervisor(r.treadmill, r.clock, backoff=Backoff(0.1, 0.3, random.Random(1)))
         task = asyncio.create_task(sup.run())
         await wait_until(lambda: sup.state == LinkState.CONNECTED, 15)
+        assert sup.attempts == 2  # the refused one, then the supervisor's retry
+        assert r.fake.calls["Device1.Connect"] == 2
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_adapter_switched_off_is_said_so(private_bus: PrivateBus) -> None:
+    fake = FakeBlueZ(bus_address=private_bus.address, powered=False)
+    async with fake:
+        with pytest.raises(BluetoothUnavailable) as caught:
+            await scan(0.5)
+    assert str(caught.value).startswith("Bluetooth is not available (powered off): ")
+
+
+async def test_no_bluez_on_the_bus_is_said_so(private_bus: PrivateBus) -> None:
+    with pytest.raises(BluetoothUnavailable) as caught:
+        await BleakTransport(address="C0:FF:EE:00:00:01", scan_timeout_s=0.5).connect()
+    assert str(caught.value).startswith("Bluetooth is not available (is bluetoothd running?): ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -239,6 +240,17 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert c.profiles.dirs == [Path("/a"), Path("/b")]
 
 
+def test_environment_paths_expand_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = write(tmp_path, "")
+    c = load_config(
+        path,
+        {"RETROTREAD_SESSIONS__DIR": "~/logs", "RETROTREAD_PROFILES__DIRS": f"~/a{os.pathsep}/b"},
+    )
+    assert c.sessions.dir == tmp_path / "logs"
+    assert c.profiles.dirs == [tmp_path / "a", Path("/b")]
+
+
 def test_environment_can_unset_and_take_a_toml_list(tmp_path: Path) -> None:
     path = write(tmp_path, "[treadmill]\nturn_countdown_s = 10\n")
     c = load_config(
@@ -265,6 +277,16 @@ def test_environment_can_unset_and_take_a_toml_list(tmp_path: Path) -> None:
             {"RETROTREAD_SAFETY__MAX_SPEED_KMH": "9"},
             "safety.max_speed_kmh = '9' (from $RETROTREAD_SAFETY__MAX_SPEED_KMH): Input should "
             "be less than or equal to 8",
+        ),
+        (
+            {"retrotread_mqtt__port": "0"},  # the name as it was set, whatever its case
+            "mqtt.port = '0' (from $retrotread_mqtt__port): Input should be greater than or "
+            "equal to 1",
+        ),
+        ({"RETROTREAD_MQTTT__HOST": "x"}, "unknown key 'mqttt' in the top level"),
+        (
+            {"RETROTREAD_PROFILES__DIRS": "[1"},
+            "profiles.dirs = '[1' (from $RETROTREAD_PROFILES__DIRS): Input should be a valid list",
         ),
     ],
 )

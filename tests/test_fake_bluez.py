@@ -8,7 +8,9 @@ clean. ResourceWarning is an error (pyproject): a bus or socket left open fails 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -78,37 +80,24 @@ class Rig:
     toy: Toy
 
 
-async def close_bleak_manager() -> None:
-    """Close the BlueZ manager bleak keeps for this event loop.
-
-    bleak never closes it (it only drops managers of closed loops when the next loop asks
-    for one), so without this the last test's manager socket outlives the test.
-    """
-    from bleak.backends.bluezdbus import manager
-
-    mgr = manager._global_instances.pop(asyncio.get_running_loop(), None)
-    mgr_bus = None if mgr is None else mgr._bus
-    if mgr_bus is not None:
-        mgr_bus.disconnect()
-        try:
-            async with asyncio.timeout(5):
-                await mgr_bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
-        except Exception:
-            pass  # a bus that died first is closed too
-        # let bleak's bus-watcher task see the end before the loop closes
-        await asyncio.sleep(0)
-
-
 @pytest.fixture
 async def rig(bus: PrivateBus) -> AsyncIterator[Rig]:
     toy = Toy()
     fake = FakeBlueZ(bus_address=bus.address, absent_connect_timeout_s=0.3)
     fake.add_peripheral(toy)
-    try:
-        async with fake:
-            yield Rig(bus, fake, toy)
-    finally:
-        await close_bleak_manager()
+    async with fake:
+        yield Rig(bus, fake, toy)
+
+
+def open_sockets() -> set[tuple[int, int]]:
+    """This process's open sockets as (fd, inode): a closed one leaves, a reused fd differs."""
+    out = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(f"/proc/self/fd/{name}")
+            if stat.S_ISSOCK(st.st_mode):
+                out.add((int(name), st.st_ino))
+    return out
 
 
 async def found(timeout: float = 2.0) -> BLEDevice:
@@ -423,12 +412,13 @@ async def test_acquire_notify_path(rig: Rig) -> None:
 async def test_acquired_notify_socket_closes_on_link_loss(rig: Rig) -> None:
     async with BleakClient(await found()) as client:
         _, callback = collector()
+        before = open_sockets()
         await client.start_notify(NOTIFY, callback, bluez={"use_start_notify": False})
-        fds = dict(client._backend._notification_fds)  # type: ignore[attr-defined]
-        assert len(fds) == 1
+        acquired = open_sockets() - before  # what AcquireNotify passed to bleak
+        assert acquired
         rig.fake.drop_link(TOY_ADDRESS)
-        # bleak's fd reader sees the socket end and forgets it
-        await wait_until(lambda: not client._backend._notification_fds)  # type: ignore[attr-defined]
+        # bleak's fd reader sees the socket end and closes it
+        await wait_until(lambda: not acquired & open_sockets())
 
 
 # ---------------------------------------------------------------------------- connections
@@ -635,7 +625,6 @@ async def test_bluez_server_subprocess_serves_the_toy(monkeypatch: pytest.Monkey
             first_tick = int.from_bytes(await next_value(notes), "little")
             assert int.from_bytes(await next_value(notes), "little") == first_tick + 1
     finally:
-        await close_bleak_manager()
         if server.returncode is None:
             server.terminate()
         async with asyncio.timeout(10):

@@ -7,6 +7,7 @@ import json
 import struct
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,22 @@ def test_through_sim_pinpoints_an_altered_frame(session_log: Path, tmp_path: Pat
     assert len(found) == 1
     assert found[0].what == "telemetry speed_kmh"
     assert found[0].rerun == "9.99"
+
+
+def test_tcx_is_well_formed_whatever_the_names_hold(session_log: Path, tmp_path: Path) -> None:
+    v = load(session_log)
+    v.title = 'Hills & <valleys> "at\x01dawn"'
+    v.phases[0].name = "warm-up ]]> </Notes>"
+    out = tmp_path / "odd.tcx"
+    out.write_text(to_tcx(v))
+    xmlschema.XMLSchema(str(XSD)).validate(str(out))
+    ns = {"t": "http://www.garmin.com/xmlschemas/TrainingCenterDatabase/v2"}
+    root = ET.parse(out).getroot()
+    notes = root.find("t:Activities/t:Activity/t:Notes", ns)
+    assert notes is not None and notes.text is not None
+    assert notes.text.startswith('Hills & <valleys> "atdawn": backward walking')
+    lap_notes = root.find("t:Activities/t:Activity/t:Lap/t:Notes", ns)
+    assert lap_notes is not None and lap_notes.text == "warm-up ]]> </Notes> (forward)"
 
 
 def test_tcx_validates_against_garmin_schema(session_log: Path, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Configuration (SPEC.md §7): one TOML file, every key optional, unknown keys refused.
 
 Validated once at the edge with pydantic and passed down as plain values. Environment
-variables ``RETROTREAD_<SECTION>__<KEY>`` override the file (pydantic parses their text;
+variables ``RETROTREAD_<SECTION>__<KEY>`` override the file (read by pydantic-settings;
 an empty value unsets an optional key; a list is a TOML array or ``os.pathsep``-separated).
 Relative paths in the file are relative to the file; ``~`` is expanded everywhere.
 """
@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from retrotread.coach.walkers import WalkerConfig, loosened
 from retrotread.errors import ConfigError
 from retrotread.events import COMMAND_REFUSED, EVENT_TYPES, SPOKEN_BY_DEFAULT
+from retrotread.tomlfile import problems, read_toml
 
 ENV_PREFIX = "RETROTREAD_"
 ENV_CONFIG = "RETROTREAD_CONFIG"
@@ -262,7 +265,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     """
     env = os.environ if environ is None else environ
     source = str(path) if path is not None else "configuration"
-    data = _read_toml(path) if path is not None else {}
+    data = read_toml(path, ConfigError) if path is not None else {}
     if path is not None:
         _resolve_paths(data, path.absolute().parent)
     from_env = _apply_env(data, env, source)
@@ -275,19 +278,6 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         raise ConfigError(_explain(source, exc, data, from_env)) from None
     _check_files(config, source, from_env)
     return config
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        # tomllib's message ends with "(at line L, column C)".
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
@@ -305,42 +295,63 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         table[key] = [resolve(v) for v in value] if isinstance(value, list) else resolve(value)
 
 
+class _Settings(BaseSettings, Config):
+    """The configuration as pydantic-settings sees the environment (never instantiated)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False
+    )
+
+
+class _Environment(EnvSettingsSource):
+    """``RETROTREAD_<SECTION>__<KEY>`` from a given mapping, as nested values.
+
+    A list of paths is a TOML array or ``os.pathsep``-separated; anything else complex
+    (a ``[[walker]]`` list) is JSON, as pydantic-settings reads it.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        super().__init__(_Settings)
+        self.env_vars = {name.lower(): value for name, value in environ.items()}
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        if field is None or typing.get_args(field.annotation) != (Path,):
+            return super().decode_complex_value(field_name, field, value)  # JSON
+        if value.lstrip().startswith("["):
+            try:
+                return tomllib.loads(f"v = {value}")["v"]
+            except tomllib.TOMLDecodeError:
+                return value  # pydantic: "Input should be a valid list"
+        return [str(Path(p).expanduser()) for p in value.split(os.pathsep) if p]
+
+
 def _apply_env(
     data: dict[str, Any], environ: Mapping[str, str], source: str
 ) -> dict[tuple[str, str], str]:
     """Merge ``RETROTREAD_<SECTION>__<KEY>`` into ``data``; return key -> variable name."""
+    names = {name.lower(): name for name in environ}
+    for name in names:
+        section, nested, _ = name.removeprefix(ENV_PREFIX.lower()).partition("__")
+        if name.startswith(ENV_PREFIX.lower()) and nested and section not in Config.model_fields:
+            data.setdefault(section, {})  # not a section: pydantic refuses it by name
     used: dict[tuple[str, str], str] = {}
-    for var in sorted(environ):
-        if not var.startswith(ENV_PREFIX) or "__" not in var:
+    for section, values in _Environment(environ)().items():
+        if not isinstance(values, dict):
+            data[section] = values  # not a table: pydantic says so
             continue
-        section, _, key = var[len(ENV_PREFIX) :].lower().partition("__")
         table = data.setdefault(section, {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"{source}: [{section}] must be a table (to take ${var})")
-        table[key] = _env_value(section, key, environ[var])
-        used[(section, key)] = var
+        for key, value in values.items():
+            # (a key can also come from a whole section given as JSON, $RETROTREAD_MQTT)
+            var = names.get(f"{ENV_PREFIX}{section}__{key}".lower(), ENV_PREFIX + section.upper())
+            if not isinstance(table, dict):
+                raise ConfigError(f"{source}: [{section}] must be a table (to take ${var})")
+            if value == "":
+                value = None
+            elif (section, key) in PATH_KEYS and isinstance(value, str):
+                value = str(Path(value).expanduser())
+            table[key] = value
+            used[(section, key)] = var
     return used
-
-
-def _env_value(section: str, key: str, text: str) -> Any:
-    """Environment text for pydantic to parse; None for ""; lists split."""
-    if text == "":
-        return None
-    sect = Config.model_fields.get(section)
-    model = sect.annotation if sect is not None else None
-    fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
-    f = fields.get(key)
-    if f is not None and typing.get_origin(f.annotation) is list:
-        if text.lstrip().startswith("["):
-            try:
-                return tomllib.loads(f"v = {text}")["v"]
-            except tomllib.TOMLDecodeError:
-                return text  # pydantic: "Input should be a valid list"
-        value: Any = [Path(p).expanduser() for p in text.split(os.pathsep) if p]
-        return value
-    if (section, key) in PATH_KEYS:
-        return str(Path(text).expanduser())
-    return text
 
 
 def _explain(
@@ -349,23 +360,22 @@ def _explain(
     data: dict[str, Any],
     from_env: Mapping[tuple[str, str], str],
 ) -> str:
-    problems = []
-    for err in exc.errors():
-        loc = [str(x) for x in err["loc"]]
-        key = ".".join(loc)
+    out = []
+    for p in problems(exc):
+        loc = [str(x) for x in p.loc]
         var = from_env.get((loc[0], loc[1])) if len(loc) >= 2 else None
         via = f" (from ${var})" if var else ""
-        msg = str(err["msg"]).removeprefix("Value error, ")
+        key = p.key
         walker = _walker_entry(loc, data)
         if walker is not None:  # [[walker]] entries are named by their name, not index
             key = f"{walker}, {'.'.join(loc[2:])}" if loc[2:] else walker
-        if err["type"] == "extra_forbidden":
+        if p.kind == "extra_forbidden":
             where = f"[{loc[0]}]" if len(loc) > 1 else "the top level"
             if walker is not None:
                 key, where = ".".join(loc[2:]), walker
-            problems.append(f"unknown key {key!r}{via} in {where}")
+            out.append(f"unknown key {key!r}{via} in {where}")
         elif not loc:
-            problems.append(msg)  # a check across sections names its own keys
+            out.append(p.message)  # a check across sections names its own keys
         else:
             value: Any = data
             for part in loc:
@@ -374,8 +384,8 @@ def _explain(
                 else:
                     value = value.get(part) if isinstance(value, dict) else None
             shown = "" if value is None else f" = {value!r}"
-            problems.append(f"{key}{shown}{via}: {msg}")
-    return f"{source}: " + "; ".join(problems)
+            out.append(f"{key}{shown}{via}: {p.message}")
+    return f"{source}: " + "; ".join(out)
 
 
 def _walker_entry(loc: list[str], data: dict[str, Any]) -> str | None:

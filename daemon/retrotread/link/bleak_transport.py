@@ -16,7 +16,12 @@ from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
-from bleak.exc import BleakError, BleakGATTProtocolError
+from bleak.exc import (
+    BleakBluetoothNotAvailableError,
+    BleakDBusError,
+    BleakError,
+    BleakGATTProtocolError,
+)
 from bleak_retry_connector import close_stale_connections, establish_connection
 from bluetooth_adapters import get_dbus_managed_objects, load_history_from_managed_objects
 
@@ -36,16 +41,22 @@ def _describe(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+# D-Bus errors that mean "no BlueZ answers on the system bus" (bluetoothd not running).
+_NO_BLUEZ = frozenset(
+    {"org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NoReply"}
+)
+
+
 def _unavailable(exc: BaseException) -> BluetoothUnavailable | None:
     """Recognise 'there is no Bluetooth here' among bleak's and D-Bus's failures."""
-    name = type(exc).__name__
-    text = str(exc)
-    if name == "BleakBluetoothNotAvailableError" or isinstance(
-        exc, FileNotFoundError | ConnectionRefusedError
-    ):
-        return BluetoothUnavailable(f"Bluetooth is not available: {_describe(exc)}")
-    markers = ("org.freedesktop.DBus.Error.ServiceUnknown", "No Bluetooth adapters", "NoReply")
-    if any(m in text for m in markers):
+    if isinstance(exc, BleakBluetoothNotAvailableError):
+        why = exc.reason.name.lower().replace("_", " ")
+        return BluetoothUnavailable(f"Bluetooth is not available ({why}): {_describe(exc)}")
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
+        return BluetoothUnavailable(
+            f"Bluetooth is not available (no D-Bus system bus): {_describe(exc)}"
+        )
+    if isinstance(exc, BleakDBusError) and exc.dbus_error in _NO_BLUEZ:
         return BluetoothUnavailable(
             f"Bluetooth is not available (is bluetoothd running?): {_describe(exc)}"
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 
 from retrotread.errors import ProfileError
 from retrotread.profiles.model import Profile
+from retrotread.tomlfile import problems, read_toml
 
 ENV_BUILTIN = "RETROTREAD_BUILTIN_PROFILES"
 
@@ -39,15 +39,7 @@ def builtin_dir(environ: Mapping[str, str] | None = None) -> Path | None:
 
 def load_profile_file(path: Path) -> Profile:
     """One profile file; ProfileError names the file, the key and the problem."""
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, ProfileError)
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:
@@ -59,9 +51,9 @@ def _explain(exc: ValidationError, data: dict[str, object]) -> str:
     name = data.get("name")
     phases = data.get("phase")
     out = []
-    for err in exc.errors():
+    for p in problems(exc):
         parts: list[str] = [f"profile {name!r}"] if isinstance(name, str) else []
-        loc = list(err["loc"])
+        loc = list(p.loc)
         if len(loc) >= 2 and loc[0] == "phase" and isinstance(loc[1], int):
             i = loc[1]
             ph = phases[i] if isinstance(phases, list) and i < len(phases) else None
@@ -70,17 +62,15 @@ def _explain(exc: ValidationError, data: dict[str, object]) -> str:
             loc = loc[2:]
         key = ".".join(str(x) for x in loc)
         where = ", ".join(parts)
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        if p.kind == "extra_forbidden":
             out.append(f"unknown key {key!r}" + (f" in {where}" if where else ""))
             continue
         prefix = f"{where}, " if where and key else where
-        if err["type"] == "missing":
+        if p.kind == "missing":
             out.append(f"{prefix}{key}: required")
         else:
-            inp = err.get("input")
-            shown = f" = {inp!r}" if key and isinstance(inp, int | float | str) else ""
-            out.append(f"{prefix}{key}{shown}: {msg}")
+            shown = f" = {p.value!r}" if key and isinstance(p.value, int | float | str) else ""
+            out.append(f"{prefix}{key}{shown}: {p.message}")
     return "; ".join(out)
 
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 from pathlib import Path
-from xml.sax.saxutils import escape
 
-from retrotread.session.analysis import PhaseStats, Sample, SessionView
+from retrotread.session.analysis import PhaseStats, Sample, SessionView, heart_rates, mean_bpm
 
 TCX_NS = "http://www.garmin.com/xmlschemas/TrainingCenterDatabase/v2"
 TPX_NS = "http://www.garmin.com/xmlschemas/ActivityExtension/v2"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 
 
 def to_csv(view: SessionView) -> str:
@@ -69,78 +71,89 @@ def _laps(view: SessionView) -> list[tuple[PhaseStats | None, list[Sample]]]:
     return laps
 
 
+def _xml_text(value: str) -> str:
+    """``value`` without the characters XML 1.0 cannot hold at all, even escaped."""
+    return _NOT_XML.sub("", value)
+
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def to_tcx(view: SessionView) -> str:
-    """A TCX activity (Sport "Other": TCX has no walking) with one lap per phase."""
+    """A TCX activity (Sport "Other": TCX has no walking) with one lap per phase.
+
+    Built as an element tree, so the text is escaped and the document well-formed
+    whatever a profile's name or title holds.
+    """
+    ET.register_namespace("", TCX_NS)
+    ET.register_namespace("tpx", TPX_NS)
+    ET.register_namespace("xsi", XSI_NS)
+
+    def sub(parent: ET.Element, tag: str, text: str | None = None, ns: str = TCX_NS) -> ET.Element:
+        child = ET.SubElement(parent, f"{{{ns}}}{tag}")
+        if text is not None:
+            child.text = _xml_text(text)
+        return child
+
+    def bpm(parent: ET.Element, tag: str, value: int) -> None:
+        sub(sub(parent, tag), "Value", str(value))
+
     start = view.started_at
-    lines = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<TrainingCenterDatabase xmlns="{TCX_NS}" xmlns:ns3="{TPX_NS}">',
-        "  <Activities>",
-        '    <Activity Sport="Other">',
-        f"      <Id>{_iso(start)}</Id>",
-    ]
+    root = ET.Element(f"{{{TCX_NS}}}TrainingCenterDatabase")
+    activity = sub(sub(root, "Activities"), "Activity")
+    activity.set("Sport", "Other")
+    sub(activity, "Id", _iso(start))
     for ph, samples in _laps(view):
         t0 = ph.start_t if ph else (samples[0].t if samples else 0.0)
         dur = ph.duration_s if ph else (samples[-1].t - samples[0].t if samples else 0.0)
         dist = ph.distance_m if ph else view.distance_m
-        hrs = [s.heart_rate_bpm for s in samples if s.heart_rate_bpm]
+        hrs = heart_rates(samples)
         speeds = [s.speed_kmh for s in samples if s.speed_kmh is not None]
         energy = [s.energy_kcal for s in samples if s.energy_kcal is not None]
         cal = (max(energy) - min(energy)) if energy else 0
-        lines.append(f'      <Lap StartTime="{_iso(start + timedelta(seconds=t0))}">')
-        lines.append(f"        <TotalTimeSeconds>{dur:.1f}</TotalTimeSeconds>")
-        lines.append(f"        <DistanceMeters>{dist:.1f}</DistanceMeters>")
+        lap = sub(activity, "Lap")
+        lap.set("StartTime", _iso(start + timedelta(seconds=t0)))
+        sub(lap, "TotalTimeSeconds", f"{dur:.1f}")
+        sub(lap, "DistanceMeters", f"{dist:.1f}")
         if speeds:
-            lines.append(f"        <MaximumSpeed>{max(speeds) / 3.6:.3f}</MaximumSpeed>")
-        lines.append(f"        <Calories>{max(0, min(65535, cal))}</Calories>")
-        if hrs:
-            lines.append(
-                f"        <AverageHeartRateBpm><Value>{round(sum(hrs) / len(hrs))}</Value>"
-                "</AverageHeartRateBpm>"
-            )
-            lines.append(
-                f"        <MaximumHeartRateBpm><Value>{max(hrs)}</Value></MaximumHeartRateBpm>"
-            )
+            sub(lap, "MaximumSpeed", f"{max(speeds) / 3.6:.3f}")
+        sub(lap, "Calories", str(max(0, min(65535, cal))))
+        mean = mean_bpm(hrs)
+        if mean is not None:
+            bpm(lap, "AverageHeartRateBpm", mean)
+            bpm(lap, "MaximumHeartRateBpm", max(hrs))
         active = ph is None or (ph.mean_speed_kmh or 0) >= 0.0
-        lines.append(f"        <Intensity>{'Active' if active else 'Resting'}</Intensity>")
-        lines.append("        <TriggerMethod>Manual</TriggerMethod>")
+        sub(lap, "Intensity", "Active" if active else "Resting")
+        sub(lap, "TriggerMethod", "Manual")
         if samples:
-            lines.append("        <Track>")
+            track = sub(lap, "Track")
             for s in samples:
-                lines.append("          <Trackpoint>")
-                lines.append(f"            <Time>{_iso(start + timedelta(seconds=s.t))}</Time>")
+                point = sub(track, "Trackpoint")
+                sub(point, "Time", _iso(start + timedelta(seconds=s.t)))
                 if s.distance_m is not None:
-                    lines.append(f"            <DistanceMeters>{s.distance_m:.1f}</DistanceMeters>")
+                    sub(point, "DistanceMeters", f"{s.distance_m:.1f}")
                 if s.heart_rate_bpm:
-                    hr = s.heart_rate_bpm
-                    lines.append(f"            <HeartRateBpm><Value>{hr}</Value></HeartRateBpm>")
+                    bpm(point, "HeartRateBpm", s.heart_rate_bpm)
                 if s.speed_kmh is not None:
-                    lines.append(
-                        "            <Extensions><ns3:TPX><ns3:Speed>"
-                        f"{s.speed_kmh / 3.6:.3f}</ns3:Speed></ns3:TPX></Extensions>"
-                    )
-                lines.append("          </Trackpoint>")
-            lines.append("        </Track>")
+                    tpx = sub(sub(point, "Extensions"), "TPX", ns=TPX_NS)
+                    sub(tpx, "Speed", f"{s.speed_kmh / 3.6:.3f}", ns=TPX_NS)
         if ph is not None:
-            note = f"{ph.name} ({ph.direction})"
-            lines.append(f"        <Notes>{escape(note)}</Notes>")
-        lines.append("      </Lap>")
+            sub(lap, "Notes", f"{ph.name} ({ph.direction})")
     notes = f"{view.title}: backward walking on a treadmill, recorded by retrotread"
     if view.interrupted:
         notes += " (interrupted session)"
-    lines += [
-        f"      <Notes>{escape(notes)}</Notes>",
-        '      <Creator xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="Device_t">',
-        "        <Name>retrotread</Name>",
-        "        <UnitId>0</UnitId>",
-        "        <ProductID>0</ProductID>",
-        "        <Version><VersionMajor>0</VersionMajor><VersionMinor>1</VersionMinor></Version>",
-        "      </Creator>",
-        "    </Activity>",
-        "  </Activities>",
-        "</TrainingCenterDatabase>",
-    ]
-    return "\n".join(lines) + "\n"
+    sub(activity, "Notes", notes)
+    creator = sub(activity, "Creator")
+    creator.set(f"{{{XSI_NS}}}type", "Device_t")
+    sub(creator, "Name", "retrotread")
+    sub(creator, "UnitId", "0")
+    sub(creator, "ProductID", "0")
+    version = sub(creator, "Version")
+    sub(version, "VersionMajor", "0")
+    sub(version, "VersionMinor", "1")
+    ET.indent(root)
+    body = ET.tostring(root, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
 
 
 def to_fit(view: SessionView) -> bytes:
@@ -205,9 +218,9 @@ def to_fit(view: SessionView) -> bytes:
         lap.total_distance = ph.distance_m if ph else view.distance_m
         lap.sport = Sport.WALKING
         lap.sub_sport = SubSport.TREADMILL
-        hrs = [s.heart_rate_bpm for s in samples if s.heart_rate_bpm]
+        hrs = heart_rates(samples)
         if hrs:
-            lap.avg_heart_rate = round(sum(hrs) / len(hrs))
+            lap.avg_heart_rate = mean_bpm(hrs)
             lap.max_heart_rate = max(hrs)
         builder.add(lap)
     ses = SessionMessage()
@@ -221,7 +234,7 @@ def to_fit(view: SessionView) -> bytes:
     ses.num_laps = max(1, len(view.phases))
     hrs = view.heart_rates
     if hrs:
-        ses.avg_heart_rate = round(sum(hrs) / len(hrs))
+        ses.avg_heart_rate = mean_bpm(hrs)
         ses.max_heart_rate = max(hrs)
     builder.add(ses)
     act = ActivityMessage()

@@ -195,7 +195,12 @@ class _Adapter(_Props):
         super().__init__(
             ADAPTER_IFACE,
             ADAPTER_PATH,
-            {"Address": fake.adapter_address, "Name": "retrotread-fake", "Discovering": False},
+            {
+                "Address": fake.adapter_address,
+                "Name": "retrotread-fake",
+                "Discovering": False,
+                "Powered": fake.powered,
+            },
         )
         self._fake = fake
 
@@ -221,7 +226,7 @@ class _Adapter(_Props):
 
     @dbus_property(PropertyAccess.READ, name="Powered")
     def powered(self) -> DBusBool:
-        return True
+        return bool(self.values["Powered"])
 
     @dbus_property(PropertyAccess.READ, name="Discoverable")
     def discoverable(self) -> DBusBool:
@@ -894,7 +899,8 @@ class FakeBlueZ:
     peripherals advertising during it. A Connect to a peripheral that is not advertising
     waits up to ``absent_connect_timeout_s`` for it to appear, then fails with
     ``org.bluez.Error.Failed: le-connection-timeout``. ``mtu`` is what the
-    characteristics' MTU property and AcquireNotify report.
+    characteristics' MTU property and AcquireNotify report; ``powered`` is the adapter's
+    Powered property (False: the radio is switched off).
     """
 
     def __init__(
@@ -905,12 +911,14 @@ class FakeBlueZ:
         announce_interval_s: float = 0.5,
         absent_connect_timeout_s: float = 5.0,
         mtu: int = 247,
+        powered: bool = True,
     ) -> None:
         self.adapter_address = adapter_address.upper()
         self.bus_address = bus_address
         self.announce_interval_s = announce_interval_s
         self.absent_connect_timeout_s = absent_connect_timeout_s
         self.mtu = mtu
+        self.powered = powered
         self.calls: Counter[str] = Counter()
         """Method calls received, by ``Interface.Member`` without ``org.bluez.``."""
         self.caller = ""
