@@ -14,7 +14,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from retrotread.sim.bluez import (
 )
 from retrotread.sim.dbus_bus import DBusUnavailable, PrivateBus, bluetoothctl_stub
 from tests import toy_peripheral as toy_mod
+from tests.blehelpers import private_bus
 from tests.toy_peripheral import (
     COMMAND,
     CONTROL,
@@ -56,21 +57,14 @@ from tests.toy_peripheral import (
     Toy,
 )
 
+__all__ = ["private_bus"]  # the fixture
+
 ROOT = Path(__file__).resolve().parents[1]
 CCCD = "00002902-0000-1000-8000-00805f9b34fb"
 Notes = asyncio.Queue[bytes]
 
 
 # ---------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateBus]:
-    """A private dbus-daemon; this process's bleak points at it (and at a bluetoothctl stub)."""
-    with PrivateBus() as private:
-        for key, value in private.environ().items():
-            monkeypatch.setenv(key, value)
-        yield private
 
 
 @dataclass
@@ -81,12 +75,12 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(bus: PrivateBus) -> AsyncIterator[Rig]:
+async def rig(private_bus: PrivateBus) -> AsyncIterator[Rig]:
     toy = Toy()
-    fake = FakeBlueZ(bus_address=bus.address, absent_connect_timeout_s=0.3)
+    fake = FakeBlueZ(bus_address=private_bus.address, absent_connect_timeout_s=0.3)
     fake.add_peripheral(toy)
     async with fake:
-        yield Rig(bus, fake, toy)
+        yield Rig(private_bus, fake, toy)
 
 
 def open_sockets() -> set[tuple[int, int]]:

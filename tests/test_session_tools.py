@@ -24,7 +24,7 @@ from retrotread.session.log import read_session
 from retrotread.session.plot import plot
 from retrotread.session.replay import check_codec, check_commands, replay_messages
 from retrotread.sim.rerun import rerun_control_point
-from tests.broker import Broker
+from tests.broker import Broker, free_port
 from tests.runhelpers import phase, profile, run_rig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,6 +100,16 @@ async def test_replay_to_mqtt_in_order_with_values(session_log: Path, broker: Br
         (e["t"], e["speed_kmh"], e["incline_pct"], e["distance_m"]) for e in expected
     ]
     assert all(g["replay"] is True for g in got)
+
+
+def test_replay_with_the_broker_down_is_one_line(session_log: Path, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("")  # defaults, not this machine's /etc/retrotread/config.toml
+    port = free_port()  # nothing listens there
+    p = cli("replay", str(session_log), "--mqtt", "-c", str(config), "--port", str(port))
+    assert p.returncode == 2
+    assert p.stderr.startswith(f"retrotread: error: MQTT broker localhost:{port}: ")
+    assert len(p.stderr.strip().splitlines()) == 1
 
 
 def test_through_sim_clean_log_has_no_divergence(session_log: Path) -> None:
