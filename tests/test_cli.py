@@ -38,19 +38,6 @@ def one_line_error(p: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_profiles_list_json() -> None:
-    p = cli("profiles", "list", "--json")
-    assert p.returncode == 0, p.stderr
-    rows = {r["name"]: r for r in json.loads(p.stdout)}
-    assert rows["hill-intro"] == {
-        "name": "hill-intro",
-        "title": "Backward hill introduction",
-        "duration_s": 1080,
-        "max_speed_kmh": 3.0,
-        "max_incline_pct": 7.0,
-    }
-
-
 def test_profiles_show_and_unknown() -> None:
     p = cli("profiles", "show", "first-steps")
     assert p.returncode == 0

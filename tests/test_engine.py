@@ -22,6 +22,8 @@ from retrotread.errors import ConfigError, ProfileError
 from retrotread.profiles.engine import Device, Engine, Step, device_grids, plan
 from retrotread.profiles.grid import Grid
 from retrotread.profiles.model import Phase, Profile, ProfileRefused, problems, ramp_origins
+from tests.runhelpers import phase as ph
+from tests.runhelpers import profile as prof
 
 
 @dataclass(frozen=True)
@@ -35,30 +37,6 @@ LIMITS = SafetyConfig()
 SPEED = Range(0.5, 8.0, 0.1)
 INCLINE = Range(0.0, 12.0, 0.5)
 DEVICE = device_grids(LIMITS, SPEED, INCLINE)
-
-
-def ph(
-    name: str,
-    speed: float,
-    duration: float = 60,
-    ramp: float = 30,
-    incline: float = 0.0,
-    direction: str = "forward",
-    cue: str = "",
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "speed_kmh": speed,
-        "duration_s": duration,
-        "ramp_s": ramp,
-        "incline_pct": incline,
-        "direction": direction,
-        "cue": cue,
-    }
-
-
-def prof(*phases: dict[str, Any], name: str = "test") -> Profile:
-    return Profile.model_validate({"name": name, "phase": list(phases)})
 
 
 def engine(

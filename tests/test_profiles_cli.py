@@ -69,6 +69,13 @@ def test_list_json_matches_the_mqtt_profiles_payload() -> None:
     p = cli("profiles", "list", "--json")
     assert p.returncode == 0, p.stderr
     rows = {r["name"]: r for r in json.loads(p.stdout)}
+    assert rows["hill-intro"] == {
+        "name": "hill-intro",
+        "title": "Backward hill introduction",
+        "duration_s": 1080,
+        "max_speed_kmh": 3.0,
+        "max_incline_pct": 7.0,
+    }
     assert rows["knee-gentle"] == {
         "name": "knee-gentle",
         "title": "Gentle backward walking for sore knees",

@@ -12,6 +12,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from retrotread.session.analysis import PhaseStats, Sample, SessionView, heart_rates, mean_bpm
 
@@ -207,36 +208,29 @@ def to_fit(view: SessionView) -> bytes:
     ev.event_type = EventType.STOP_ALL
     ev.timestamp = ms(last)
     builder.add(ev)
+
+    def span(msg: Any, t0: float, dur: float, distance: float, hrs: list[int]) -> None:
+        """What a lap and the session both carry: times, distance, sport, heart rate."""
+        msg.timestamp = ms(t0 + dur)
+        msg.start_time = ms(t0)
+        msg.total_elapsed_time = dur
+        msg.total_timer_time = dur
+        msg.total_distance = distance
+        msg.sport = Sport.WALKING
+        msg.sub_sport = SubSport.TREADMILL
+        if hrs:
+            msg.avg_heart_rate = mean_bpm(hrs)
+            msg.max_heart_rate = max(hrs)
+        builder.add(msg)
+
     for ph, samples in _laps(view):
-        lap = LapMessage()
         t0 = ph.start_t if ph else first
         dur = ph.duration_s if ph else last - first
-        lap.timestamp = ms(t0 + dur)
-        lap.start_time = ms(t0)
-        lap.total_elapsed_time = dur
-        lap.total_timer_time = dur
-        lap.total_distance = ph.distance_m if ph else view.distance_m
-        lap.sport = Sport.WALKING
-        lap.sub_sport = SubSport.TREADMILL
-        hrs = heart_rates(samples)
-        if hrs:
-            lap.avg_heart_rate = mean_bpm(hrs)
-            lap.max_heart_rate = max(hrs)
-        builder.add(lap)
+        distance = ph.distance_m if ph else view.distance_m
+        span(LapMessage(), t0, dur, distance, heart_rates(samples))
     ses = SessionMessage()
-    ses.timestamp = ms(last)
-    ses.start_time = ms(first)
-    ses.total_elapsed_time = last - first
-    ses.total_timer_time = last - first
-    ses.total_distance = view.distance_m
-    ses.sport = Sport.WALKING
-    ses.sub_sport = SubSport.TREADMILL
     ses.num_laps = max(1, len(view.phases))
-    hrs = view.heart_rates
-    if hrs:
-        ses.avg_heart_rate = mean_bpm(hrs)
-        ses.max_heart_rate = max(hrs)
-    builder.add(ses)
+    span(ses, first, last - first, view.distance_m, view.heart_rates)
     act = ActivityMessage()
     act.timestamp = ms(last)
     act.total_timer_time = last - first
