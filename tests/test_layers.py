@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "daemon" / "retrotread"
 
 # Modules at the root of the package that import no layer: the ground floor.
-GROUND = {"errors", "clock", "backoff", "logs", "servers", "tomlfile"}
+GROUND = {"errors", "clock", "backoff", "events", "logs", "servers", "tomlfile"}
 # Which layers each layer may import (besides itself and the ground floor). ``config`` is
 # one module (the validated configuration, with the coach's [[walker]] entries).
 ALLOWED: dict[str, set[str]] = {
