@@ -41,6 +41,7 @@ SIM_USERS = {"service/app.py", "cli/demo.py", "cli/replay.py"}
 OWNED = {
     "bleak": "link",
     "bleak_retry_connector": "link",
+    "bluetooth_adapters": "link",
     "aiomqtt": "mqtt",
     "dbus_fast": "sim",
     "argparse": "cli",

@@ -6,17 +6,14 @@ top level of those directories, so the two never see each other's files).
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
 
 from retrotread.coach.plan import Plan
 from retrotread.errors import PlanError
 from retrotread.profiles.loader import builtin_dir
+from retrotread.tomlfile import load_model
 
 ENV_BUILTIN_PLANS = "RETROTREAD_BUILTIN_PLANS"
 
@@ -34,59 +31,7 @@ def builtin_plans_dir(environ: Mapping[str, str] | None = None) -> Path | None:
 
 def load_plan_file(path: Path) -> Plan:
     """One plan file; PlanError names the file, where in it, the key, the value and why."""
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise PlanError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PlanError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        return Plan.model_validate(data)
-    except ValidationError as exc:
-        raise PlanError(f"{path}: {explain(exc, data)}") from None
-
-
-def explain(exc: ValidationError, data: dict[str, Any]) -> str:
-    """pydantic's errors as "plan 'x', stage 1 'flat', level 3, bout_s = 10: why"."""
-    out = []
-    plan_name = data.get("name")
-    for err in exc.errors():
-        parts = [f"plan {plan_name!r}"] if isinstance(plan_name, str) else []
-        node: Any = data
-        keys: list[str] = []
-        loc = list(err["loc"])
-        i = 0
-        while i < len(loc):
-            part = loc[i]
-            nxt = loc[i + 1] if i + 1 < len(loc) else None
-            child = node.get(part) if isinstance(node, dict) else None
-            if isinstance(nxt, int) and isinstance(child, list):
-                # A table of an array ([[stage]], [[stage.level]]): named as a person counts.
-                item = child[nxt] if nxt < len(child) else None
-                label = f"{part} {nxt + 1}"
-                name = item.get("name") if isinstance(item, dict) else None
-                parts.append(label + (f" {name!r}" if isinstance(name, str) else ""))
-                node, i = item, i + 2
-                continue
-            keys.append(str(part))
-            node, i = child, i + 1
-        key = ".".join(keys)
-        where = ", ".join(parts)
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            out.append(f"unknown key {key!r}" + (f" in {where}" if where else ""))
-            continue
-        prefix = f"{where}, " if where and key else where
-        if err["type"] == "missing":
-            out.append(f"{prefix}{key}: required")
-        else:
-            inp = err.get("input")
-            shown = f" = {inp!r}" if key and isinstance(inp, int | float | str) else ""
-            out.append(f"{prefix}{key}{shown}: {msg}")
-    return "; ".join(out)
+    return load_model(path, Plan, PlanError, "plan")
 
 
 @dataclass

@@ -8,11 +8,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from retrotread.errors import ProfileError
 from retrotread.profiles.model import Profile
-from retrotread.tomlfile import problems, read_toml
+from retrotread.tomlfile import load_model
 
 ENV_BUILTIN = "RETROTREAD_BUILTIN_PROFILES"
 
@@ -39,39 +37,7 @@ def builtin_dir(environ: Mapping[str, str] | None = None) -> Path | None:
 
 def load_profile_file(path: Path) -> Profile:
     """One profile file; ProfileError names the file, the key and the problem."""
-    data = read_toml(path, ProfileError)
-    try:
-        return Profile.model_validate(data)
-    except ValidationError as exc:
-        raise ProfileError(f"{path}: {_explain(exc, data)}") from None
-
-
-def _explain(exc: ValidationError, data: dict[str, object]) -> str:
-    """pydantic's errors as "profile 'x', phase 2 'hill', speed_kmh = -1: why"."""
-    name = data.get("name")
-    phases = data.get("phase")
-    out = []
-    for p in problems(exc):
-        parts: list[str] = [f"profile {name!r}"] if isinstance(name, str) else []
-        loc = list(p.loc)
-        if len(loc) >= 2 and loc[0] == "phase" and isinstance(loc[1], int):
-            i = loc[1]
-            ph = phases[i] if isinstance(phases, list) and i < len(phases) else None
-            ph_name = ph.get("name") if isinstance(ph, dict) else None
-            parts.append(f"phase {i + 1}" + (f" {ph_name!r}" if isinstance(ph_name, str) else ""))
-            loc = loc[2:]
-        key = ".".join(str(x) for x in loc)
-        where = ", ".join(parts)
-        if p.kind == "extra_forbidden":
-            out.append(f"unknown key {key!r}" + (f" in {where}" if where else ""))
-            continue
-        prefix = f"{where}, " if where and key else where
-        if p.kind == "missing":
-            out.append(f"{prefix}{key}: required")
-        else:
-            shown = f" = {p.value!r}" if key and isinstance(p.value, int | float | str) else ""
-            out.append(f"{prefix}{key}{shown}: {p.message}")
-    return "; ".join(out)
+    return load_model(path, Profile, ProfileError, "profile")
 
 
 @dataclass
