@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.clihelpers import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,14 +39,7 @@ def bluez_env() -> Iterator[dict[str, str]]:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "retrotread.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        cwd=ROOT,
-    )
+    return run_cli(*args, env=env, timeout=60)
 
 
 def test_scan_lists_both_treadmills(bluez_env: dict[str, str]) -> None:

@@ -3,39 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from retrotread.session.log import read_session
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("RETROTREAD_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "retrotread.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        cwd=ROOT,
-    )
-
-
-def one_line_error(p: subprocess.CompletedProcess[str]) -> str:
-    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1, p.stderr
-    assert "Traceback" not in p.stderr
-    return lines[0]
+from tests.clihelpers import ROOT, one_line_error
+from tests.clihelpers import run_cli as cli
 
 
 def test_profiles_show_and_unknown() -> None:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-RETROTREAD = ROOT / ".venv" / "bin" / "retrotread"
+from tests.clihelpers import ROOT, one_line_error
+from tests.clihelpers import run_cli as cli
 
 TOO_FAST = 'name = "fast"\n[[phase]]\nname = "run"\nduration_s = 60\nspeed_kmh = 6.0\nramp_s = 60\n'
 SHORT_RAMP = (
@@ -23,22 +20,6 @@ MINE = (
     '[[phase]]\nname = "back"\ndirection = "backward"\nduration_s = 60\nspeed_kmh = 2.0\n'
     'ramp_s = 20\nincline_pct = 1.0\ncue = "Hold the rails."\n'
 )
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RETROTREAD_")}
-    full_env.update(env or {})
-    exe = [str(RETROTREAD)] if RETROTREAD.exists() else [sys.executable, "-m", "retrotread.cli"]
-    return subprocess.run(
-        [*exe, *args], capture_output=True, text=True, timeout=60, env=full_env, cwd=ROOT
-    )
-
-
-def one_line_error(p: subprocess.CompletedProcess[str]) -> str:
-    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
-    assert "Traceback" not in p.stderr
-    (line,) = p.stderr.strip().splitlines()
-    return line
 
 
 @pytest.fixture

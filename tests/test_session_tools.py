@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from retrotread.session.plot import plot
 from retrotread.session.replay import check_codec, check_commands, replay_messages
 from retrotread.sim.rerun import rerun_control_point
 from tests.broker import Broker, free_port
+from tests.clihelpers import run_cli as cli
 from tests.runhelpers import phase, profile, run_rig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,16 +49,6 @@ async def _record(directory: Path) -> Path:
 @pytest.fixture(scope="module")
 def session_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return asyncio.run(_record(tmp_path_factory.mktemp("rec")))
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "retrotread.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
 
 
 def test_analysis_matches_the_profile(session_log: Path) -> None:

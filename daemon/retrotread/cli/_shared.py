@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -51,3 +52,21 @@ def write_from_log(
         raise RetrotreadError(f"cannot write {out}: {exc.strerror}") from None
     print(out)
     return 0
+
+
+class Actions:
+    """A subcommand's actions (``profiles list``...), each taking ``-c FILE`` before the
+    action or after it."""
+
+    def __init__(self, parser: argparse.ArgumentParser, dest: str, config_help: str) -> None:
+        parser.add_argument("-c", "--config", type=Path, help=config_help)
+        self._sub = parser.add_subparsers(dest=dest, metavar="ACTION", required=True)
+        self._config_help = config_help
+
+    def add(self, name: str, help_text: str) -> argparse.ArgumentParser:
+        action = self._sub.add_parser(name, help=help_text)
+        # SUPPRESS: a -c given before the action is kept when none comes after it.
+        action.add_argument(
+            "-c", "--config", type=Path, default=argparse.SUPPRESS, help=self._config_help
+        )
+        return action

@@ -6,25 +6,22 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
-from retrotread.cli._shared import fmt_time, load_config
+from retrotread.cli._shared import Actions, fmt_time, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    config_help = "config file for walkers, safety limits, sessions and plan dirs"
-    parser.add_argument("-c", "--config", type=Path, help=config_help)
-    sub = parser.add_subparsers(dest="plan_command", metavar="ACTION", required=True)
-    ls = sub.add_parser("list", help="list the available plans")
+    actions = Actions(
+        parser, "plan_command", "config file for walkers, safety limits, sessions and plan dirs"
+    )
+    ls = actions.add("list", "list the available plans")
     ls.add_argument("--json", action="store_true", help="as JSON")
-    show = sub.add_parser(
-        "show", help="a plan's levels, and a walker's session today: phase by phase, and why"
+    show = actions.add(
+        "show", "a plan's levels, and a walker's session today: phase by phase, and why"
     )
     show.add_argument("name", metavar="NAME")
     show.add_argument("--walker", metavar="W", help="whose session (default: the only walker)")
     show.add_argument("--json", action="store_true", help="today's session as JSON")
-    for p in (ls, show):
-        p.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS, help=config_help)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrotread.cli._shared import fmt_time, load_config
+from retrotread.cli._shared import Actions, fmt_time, load_config
 from retrotread.config import SafetyConfig
 from retrotread.errors import ProfileError
 from retrotread.profiles.engine import Step, device_grids, plan
@@ -29,18 +29,15 @@ TYPICAL_INCLINE = _Range(0.0, 12.0, 0.5)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    config_help = "config file for the safety limits and profile dirs"
-    parser.add_argument("-c", "--config", type=Path, help=config_help)
-    sub = parser.add_subparsers(dest="profiles_command", metavar="ACTION", required=True)
-    ls = sub.add_parser("list", help="list the available profiles")
+    actions = Actions(
+        parser, "profiles_command", "config file for the safety limits and profile dirs"
+    )
+    ls = actions.add("list", "list the available profiles")
     ls.add_argument("--json", action="store_true", help="as JSON, like the MQTT profiles topic")
-    show = sub.add_parser("show", help="print a profile's phases, cues and planned setpoints")
+    show = actions.add("show", "print a profile's phases, cues and planned setpoints")
     show.add_argument("name", metavar="NAME")
-    check = sub.add_parser("check", help="validate profile files against the safety limits")
+    check = actions.add("check", "validate profile files against the safety limits")
     check.add_argument("files", metavar="FILE", nargs="+", type=Path)
-    for p in (ls, show, check):
-        # Also after the action; SUPPRESS keeps a -c given before it.
-        p.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS, help=config_help)
 
 
 def run(args: argparse.Namespace) -> int:
