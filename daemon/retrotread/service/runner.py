@@ -130,9 +130,21 @@ class _Done:
 
 @dataclass
 class _Recording:
-    """The session log started or stopped being written (disk full, read-only, back)."""
+    """The session log started or stopped being written (disk full, read-only, back).
+
+    What the writer said at that moment: by the time this is handled it may have changed
+    again, and each change is told.
+    """
 
     writer: SessionLogWriter
+    recording: bool
+    problem: str | None
+    gap: dict[str, Any] | None
+
+    @staticmethod
+    def of(writer: SessionLogWriter) -> _Recording:
+        gap = writer.gaps[-1] if writer.recording and writer.gaps else None
+        return _Recording(writer, writer.recording, writer.problem, gap)
 
 
 Message = _Request | _Done | _Recording | LinkEvent
@@ -447,22 +459,22 @@ class SessionRunner:
             if s is not None and not s.log.closed:
                 s.log.record("event", message.t, event="bad_frame", message=str(message.error))
         elif isinstance(message, _Recording):
-            self._on_recording(message.writer)
+            self._on_recording(message)
 
-    def _on_recording(self, writer: SessionLogWriter) -> None:
+    def _on_recording(self, change: _Recording) -> None:
         """Say on MQTT when the session stops or starts being recorded (state + event)."""
         s = self.session
-        if s is None or s.log is not writer:
+        if s is None or s.log is not change.writer:
             return
-        if not writer.recording:
+        if not change.recording:
             self.event(
                 "error",
-                f"Not recording: {writer.problem}. The session goes on; what is not recorded "
+                f"Not recording: {change.problem}. The session goes on; what is not recorded "
                 "is marked in its log.",
                 reason="recording",
             )
-        elif writer.gaps:
-            gap = writer.gaps[-1]
+        elif change.gap is not None:
+            gap = change.gap
             missing = float(gap["to"]) - float(gap["from"] or 0.0)
             self.event(
                 "recording_gap",
@@ -548,7 +560,7 @@ class SessionRunner:
             )
         except (OSError, SessionLogError) as exc:  # one line, and the belt never moved
             raise RunnerError(str(exc)) from None
-        writer.add_listener(lambda w: self._post(_Recording(w)))
+        writer.add_listener(lambda w: self._post(_Recording.of(w)))
         session = Session(sid, profile, limits, engine, engine.tick(now), writer, now, started)
         session.watch = {
             "speed": SetpointWatch("speed", _tolerance(caps.speed_range, 0.15), limits.settle_s),
