@@ -40,6 +40,8 @@ def rules(r: RunRig, safety: SafetyConfig | None = None) -> Rules:
 
 
 def assert_safe(r: RunRig, journal: Journal, safety: SafetyConfig | None = None) -> None:
+    journal.statuses = list(r.sim.status_sent)
+    journal.link_ups = list(r.sim.link_ups)
     violations = check(rules(r, safety), r.sim.accepted, journal, r.clock.monotonic())
     assert not violations, "\n".join(map(str, violations))
 
@@ -245,7 +247,7 @@ async def test_5_next_phase_ramps_from_the_walkers_speed(tmp_path: Path) -> None
         journal.command(0.0, "start")
         await r.call(r.runner.start(p))
         await r.until(lambda: r.sim.speed_kmh >= 2.0, 60)
-        journal.at_console(r.clock.monotonic(), "speed", 3.5)
+        journal.at_console(r.clock.monotonic(), "speed", 3.5, r.sim.target_speed_kmh)
         r.sim.set_speed_at_console(3.5)
         n = len(r.sim.accepted)
         await r.until(lambda: r.runner.session is None, 200)
@@ -258,7 +260,7 @@ async def test_5_manual_set_after_an_override_starts_from_the_treadmill(tmp_path
     async with run_rig(tmp_path) as r:
         journal = Journal()
         await running_at(r, 2.5, journal)
-        journal.at_console(r.clock.monotonic(), "speed", 3.5)
+        journal.at_console(r.clock.monotonic(), "speed", 3.5, r.sim.target_speed_kmh)
         r.sim.set_speed_at_console(3.5)
         await r.until(lambda: bool(r.events("override")), 10)
         n = len(r.sim.accepted)
@@ -274,7 +276,7 @@ async def test_5_a_second_console_change_in_a_phase_is_followed(tmp_path: Path) 
         journal = Journal()
         await running_at(r, 2.5, journal)
         for kmh in (3.5, 2.2):
-            journal.at_console(r.clock.monotonic(), "speed", kmh)
+            journal.at_console(r.clock.monotonic(), "speed", kmh, r.sim.target_speed_kmh)
             r.sim.set_speed_at_console(kmh)
             await r.clock.advance(2)
         n = len(r.sim.accepted)
@@ -298,7 +300,7 @@ async def test_6_incline_lowered_at_the_console_while_paused(tmp_path: Path) -> 
         journal.command(r.clock.monotonic(), "pause")
         await r.call(r.runner.pause())
         await r.clock.advance(3)
-        journal.at_console(r.clock.monotonic(), "incline", 0.0)
+        journal.at_console(r.clock.monotonic(), "incline", 0.0, r.sim.target_incline_pct)
         r.sim.set_incline_at_console(0.0)
         await r.clock.advance(15)
         n = len(r.sim.accepted)
@@ -317,7 +319,7 @@ async def test_6_incline_steps_from_the_treadmill_target(tmp_path: Path) -> None
         journal.command(0.0, "start")
         await r.call(r.runner.start(p))
         await r.until(lambda: r.sim.target_incline_pct >= 4.0, 120)
-        journal.at_console(r.clock.monotonic(), "incline", 3.0)
+        journal.at_console(r.clock.monotonic(), "incline", 3.0, r.sim.target_incline_pct)
         r.sim.set_incline_at_console(3.0)
         await r.until(lambda: r.runner.session is None, 200)
         inc = incline_writes(r.sim.accepted)

@@ -92,6 +92,7 @@ class ControlPoint:
         self._reply_op: int | None = None
         self._worker: asyncio.Task[None] | None = None
         self._closed_reason: str | None = "not connected"
+        self._revocations = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -122,8 +123,17 @@ class ControlPoint:
             worker.cancel()
 
     def control_lost(self) -> None:
-        """Status 0xFF or Reset: the next request asks for control first."""
+        """Status 0xFF or Reset: the next request asks for control first.
+
+        A request on the wire when control was taken back is not retried with a fresh
+        Request Control: whoever took it (the walker at the console) is not fought.
+        """
         self.has_control = False
+        self._revocations += 1
+
+    def cancel_queued(self, why: str) -> None:
+        """Drop every request still waiting (not the one on the wire): ``Superseded``."""
+        self._fail_queued(lambda job: Superseded(_name(job.request), why))
 
     # ------------------------------------------------------------------ requests
 
@@ -208,6 +218,7 @@ class ControlPoint:
     async def _carry_out(self, job: _Job) -> cp.ControlResponse:
         """Request Control when needed, then the request (FTMS.md §8.4 steps 4 and 8)."""
         request = job.request
+        revocations = self._revocations
         refused: cp.ControlResponse | None = None
         if not self.has_control:
             refused = await self._request_control()
@@ -215,7 +226,11 @@ class ControlPoint:
                 # A stop or pause arrived while we asked for control: it goes first.
                 raise Superseded(_name(request), "superseded while asking for control")
         response = await self._procedure(request)
-        if response.result == cp.ResultCode.CONTROL_NOT_PERMITTED and refused is None:
+        if (
+            response.result == cp.ResultCode.CONTROL_NOT_PERMITTED
+            and refused is None
+            and revocations == self._revocations
+        ):
             # Control lost without a 0xFF status: ask once more, then try again.
             self.has_control = False
             refused = await self._request_control()
@@ -271,6 +286,7 @@ class ControlPoint:
     async def _within_deadline(self, fut: Awaitable[T], started: float, name: str) -> T:
         """Await ``fut`` until the procedure's deadline (shorter while a stop waits)."""
         task = asyncio.ensure_future(fut)
+        task.add_done_callback(_quiet)  # retrieved here even if we are cancelled meanwhile
         try:
             while not task.done():
                 deadline = started + self.timeout_s
@@ -296,7 +312,6 @@ class ControlPoint:
         finally:
             if not task.done():
                 task.cancel()
-                task.add_done_callback(_quiet)
 
     def _break(self, reason: str) -> None:
         """FTMS rule 4: after a timeout, no more procedures on this link."""

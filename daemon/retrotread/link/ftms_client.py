@@ -22,7 +22,12 @@ from retrotread.ftms.features import (
     decode_incline_range,
     decode_speed_range,
 )
-from retrotread.ftms.status import StatusOp, decode_machine_status, decode_training_status
+from retrotread.ftms.status import (
+    StatusOp,
+    TrainingStatusFrame,
+    decode_machine_status,
+    decode_training_status,
+)
 from retrotread.ftms.treadmill_data import TreadmillDataAssembler, decode_treadmill_data
 from retrotread.link.control_point import (
     CommandTimeout,
@@ -123,6 +128,7 @@ class FtmsTreadmill:
                         await self.clock.sleep(self.cccd_stagger_s)
             if uuids.CONTROL_POINT in chars:
                 await self.transport.start_notify(uuids.CONTROL_POINT, self._on_notify)
+            training = await self._read_training_status()
         except BaseException:
             await self.transport.disconnect()
             raise
@@ -132,7 +138,22 @@ class FtmsTreadmill:
         self._up = True
         self.last_data_at = self.clock.monotonic()
         self._emit(LinkUp(caps, self.clock.monotonic()))
+        if training is not None:
+            # What the belt is doing now (stopped while we were away?), right after LinkUp.
+            self._emit(TrainingChanged(training, self.clock.monotonic()))
         return caps
+
+    async def _read_training_status(self) -> TrainingStatusFrame | None:
+        props = self.transport.characteristics().get(uuids.TRAINING_STATUS, ())
+        if "read" not in props:
+            return None
+        try:
+            data = await self.transport.read(uuids.TRAINING_STATUS)
+            self._emit(RawFrame("rx", "2ad3", data, self.clock.monotonic()))
+            return decode_training_status(data)
+        except (AttError, DecodeError) as exc:
+            log.debug("training status not readable: %s", exc)
+            return None
 
     async def disconnect(self) -> None:
         """Release the link (always call after a loss: bleak otherwise leaks its bus socket)."""
@@ -244,6 +265,10 @@ class FtmsTreadmill:
     def submit(self, request: bytes, *, urgent: bool = False) -> asyncio.Future[cp.ControlResponse]:
         """Queue one Control Point request; see ``ControlPoint.submit``."""
         return self.control.submit(request, urgent=urgent)
+
+    def cancel_queued(self, why: str) -> None:
+        """Drop every Control Point request still waiting; see ``ControlPoint``."""
+        self.control.cancel_queued(why)
 
     async def _run(self, request: bytes, *, urgent: bool = False) -> None:
         response = await self.submit(request, urgent=urgent)

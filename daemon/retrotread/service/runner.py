@@ -221,6 +221,7 @@ class SessionRunner:
         self._start_acked = False
         self._start_deadline = math.inf
         self._first_sample = False  # connected, waiting for the first Treadmill Data
+        self._settled: dict[Quantity, bool] = {"speed": False, "incline": False}
         self._outstanding: dict[Quantity, bool] = {"speed": False, "incline": False}
         self._written_at: dict[Quantity, float] = {"speed": -math.inf, "incline": -math.inf}
         self._echo: dict[Quantity, tuple[float, float]] = {}  # value, until
@@ -762,7 +763,8 @@ class SessionRunner:
                 continue
             if now - self._written_at[q] < s.limits.step_interval_s - 1e-9:
                 continue
-            nxt = _limited(grid, self.targets[q], self.actual[q], value)
+            actual = self.actual[q] if self._settled[q] else None
+            nxt = _limited(grid, self.targets[q], actual, value)
             if nxt is not None:
                 self._submit_setpoint(q, nxt, now)
 
@@ -832,6 +834,9 @@ class SessionRunner:
             self._outstanding[done.quantity] = False
             value = done.value
             assert value is not None
+            # The treadmill took it by the time its answer is here: the next write of this
+            # quantity is spaced from now (the wire's own timing cannot make them closer).
+            self._written_at[done.quantity] = now
             if done.ok:
                 self.targets[done.quantity] = value
                 self._echo[done.quantity] = (value, now + ECHO_WINDOW_S)
@@ -980,12 +985,12 @@ class SessionRunner:
         s = self.session
         if s is not None and not s.log.closed:
             s.log.frame(frame.direction, frame.t, frame.char, frame.data)
-        if frame.direction == "tx" and frame.data[:1] in (b"\x02", b"\x03"):
-            q: Quantity = "speed" if frame.data[0] == 0x02 else "incline"
-            self._written_at[q] = frame.t
 
     def _on_link_down(self, event: LinkDown, now: float) -> None:
         self._epoch += 1
+        for q in QUANTITIES:
+            if self._outstanding[q]:
+                self._written_at[q] = now  # it may have reached the treadmill just now
         self._set_belt(Belt.UNKNOWN, now)
         self._reset_link_knowledge()
         if self.stop_latched:
@@ -1010,6 +1015,7 @@ class SessionRunner:
         self._outstanding = {"speed": False, "incline": False}
         self.targets = {"speed": None, "incline": None}
         self.actual = {"speed": None, "incline": None}
+        self._settled = {"speed": False, "incline": False}
         self._echo.clear()
         self._control_echo.clear()
 
@@ -1033,7 +1039,13 @@ class SessionRunner:
     def _on_telemetry(self, event: Telemetry, now: float) -> None:
         r = event.record
         speed = r.speed_kmh
-        self.actual = {"speed": speed, "incline": r.incline_pct}
+        new: dict[Quantity, float | None] = {"speed": speed, "incline": r.incline_pct}
+        for q in QUANTITIES:
+            old, value = self.actual[q], new[q]
+            # Without a known target, only a value that has stopped moving stands for it (a
+            # motor still on its way to an unknown target is no base for a step).
+            self._settled[q] = value is not None and old is not None and abs(value - old) < 0.05
+        self.actual = new
         s = self.session
         if self._first_sample:
             self._first_sample = False
@@ -1142,6 +1154,17 @@ class SessionRunner:
         s = self.session
         status = event.training.status
         if (
+            status == TrainingStatus.POST_WORKOUT
+            and s is not None
+            and s.alive
+            and self.belt not in (Belt.STARTING, Belt.STOPPING)
+        ):
+            # Stopped at the treadmill, perhaps while the link was down (read at connect).
+            self._stopped_at_treadmill(
+                now, "console_stop", "The treadmill is stopped (post-workout): session over."
+            )
+            return
+        if (
             self.belt == Belt.STARTING
             and self._start_acked
             and s is not None
@@ -1165,6 +1188,7 @@ class SessionRunner:
                     now, "console_stop", "Stopped at the treadmill: session over."
                 )
             elif action == "pause":
+                self.treadmill.cancel_queued("paused at the treadmill")
                 self._set_belt(Belt.PAUSED, now)
                 if s is not None and alive:
                     s.resume_requested = False
@@ -1173,6 +1197,7 @@ class SessionRunner:
         elif op == StatusOp.STARTED_OR_RESUMED_BY_USER and not self._our_echo("start", now):
             self._started_at_treadmill(now)
         elif op in (StatusOp.CONTROL_PERMISSION_LOST, StatusOp.RESET):
+            self.treadmill.cancel_queued("control taken back at the treadmill")
             if s is not None and alive:
                 self.event(
                     "stopped_by_treadmill",
@@ -1195,6 +1220,7 @@ class SessionRunner:
 
     def _stopped_at_treadmill(self, now: float, reason: str, message: str) -> None:
         """The treadmill's own stop is final: no write after it, not even a stop."""
+        self.treadmill.cancel_queued("the treadmill stopped")
         self._set_belt(Belt.STOPPED, now)
         self.targets["speed"] = 0.0
         if self.stop_latched:

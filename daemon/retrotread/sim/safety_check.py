@@ -17,6 +17,11 @@ Rules checked (names are what a violation reports):
   control taken back), no setpoint and no Start until a person sends ``start`` again.
 - ``no_restart_without_resume``: no Start after a link loss, a pause, or the treadmill's
   own pause, unless a person sent ``start`` or ``resume`` since.
+
+The treadmill's own actions count from the moment a client could know of them: when the
+treadmill's status notification was delivered (or, if the link was down then, when the
+link came back), plus ``KNOW_S`` for the client to take it in. A write already on the
+wire when the walker pressed a button cannot be recalled by anyone.
 - ``restart_low``: a Start from rest only when the treadmill's target speed is at most
   the restart speed.
 - ``stop_bound``: every ``stop`` a person sent reaches the belt (Stop accepted, or the
@@ -33,7 +38,16 @@ from dataclasses import dataclass, field
 from retrotread.sim.treadmill import AcceptedWrite
 
 EPS = 1e-6
+KNOW_S = 0.3
 SETPOINT_OPS = {0x02: "speed", 0x03: "incline"}
+STATUS_OF = {
+    "stop": b"\x02\x01",
+    "pause": b"\x02\x02",
+    "safety_key": b"\x03",
+    "revoke": b"\xff",
+    "speed": b"\x05",
+    "incline": b"\x06",
+}
 
 
 @dataclass(frozen=True)
@@ -64,31 +78,63 @@ class Rules:
         return self.speed_min_kmh if self.speed_min_kmh > 0 else self.speed_step_kmh
 
 
+@dataclass(frozen=True)
+class ConsoleAction:
+    """Something the walker did at the treadmill: at ``t``, knowable to a client at ``known``."""
+
+    t: float
+    known: float
+    action: str
+    value: float = 0.0
+    before: float = 0.0
+
+
 @dataclass
 class Journal:
     """What happened to the treadmill from outside the runner, in time order."""
 
     commands: list[tuple[float, str]] = field(default_factory=list)
     link_losses: list[float] = field(default_factory=list)
-    console: list[tuple[float, str, float]] = field(default_factory=list)
+    console_raw: list[tuple[float, str, float, float]] = field(default_factory=list)
     unreachable: list[tuple[float, float]] = field(default_factory=list)  # [from, to)
     belt: list[tuple[float, float]] = field(default_factory=list)  # (t, physical speed)
+    statuses: list[tuple[float, bytes]] = field(default_factory=list)  # as delivered
+    link_ups: list[float] = field(default_factory=list)
 
     def command(self, t: float, action: str) -> None:
+        """A person sent ``action``; several at one instant keep the order they were sent."""
+        if self.commands and self.commands[-1][0] >= t:
+            t = self.commands[-1][0] + 1e-7
         self.commands.append((t, action))
 
     def link_lost(self, t: float) -> None:
         self.link_losses.append(t)
 
-    def at_console(self, t: float, action: str, value: float = 0.0) -> None:
-        """``action``: stop, safety_key, revoke, pause, start, speed, incline."""
-        self.console.append((t, action, value))
+    def at_console(self, t: float, action: str, value: float = 0.0, before: float = 0.0) -> None:
+        """``action``: stop, safety_key, revoke, pause, start; speed or incline (``value``,
+        and the treadmill's target ``before`` it)."""
+        self.console_raw.append((t, action, value, before))
 
     def out_of_reach(self, t0: float, t1: float) -> None:
         self.unreachable.append((t0, t1))
 
     def sample(self, t: float, speed_kmh: float) -> None:
         self.belt.append((t, speed_kmh))
+
+    @property
+    def console(self) -> list[ConsoleAction]:
+        return [ConsoleAction(t, self._knowable(t, a), a, v, b) for t, a, v, b in self.console_raw]
+
+    def _knowable(self, t: float, action: str) -> float:
+        """When a client could first know of the walker's ``action`` at ``t``: its status
+        notification delivered (or the link back, if it was down), plus ``KNOW_S``."""
+        status = STATUS_OF.get(action)
+        if status is not None:
+            for sent, frame in self.statuses:
+                if t - EPS <= sent <= t + 5.0 and frame.startswith(status):
+                    return sent + KNOW_S
+        later = [u for u in self.link_ups if u >= t]
+        return (min(later) if later else math.inf) + KNOW_S
 
     def reachable_from(self, t: float) -> float:
         """The first moment at or after ``t`` when the treadmill can be reached."""
@@ -105,16 +151,19 @@ def check(
     rules: Rules, writes: Sequence[AcceptedWrite], journal: Journal, end: float
 ) -> list[Violation]:
     """Every rule, over a run that ended at ``end``; an empty list means it held."""
+    console = journal.console
     out: list[Violation] = []
-    out += _setpoints(rules, writes, journal)
-    out += _after_events(writes, journal)
-    out += _restarts(rules, writes, journal)
-    out += _stops(rules, writes, journal, end)
-    out += _belt(rules, journal)
+    out += _setpoints(rules, writes, console)
+    out += _after_events(writes, journal, console)
+    out += _restarts(rules, writes, journal, console)
+    out += _stops(rules, writes, journal, console, end)
+    out += _belt(rules, journal, console)
     return sorted(out, key=lambda v: v.t)
 
 
-def _setpoints(rules: Rules, writes: Sequence[AcceptedWrite], journal: Journal) -> list[Violation]:
+def _setpoints(
+    rules: Rules, writes: Sequence[AcceptedWrite], console: list[ConsoleAction]
+) -> list[Violation]:
     out: list[Violation] = []
     last: dict[str, float] = {}
     for w in writes:
@@ -123,9 +172,21 @@ def _setpoints(rules: Rules, writes: Sequence[AcceptedWrite], journal: Journal) 
             continue
         raw = int.from_bytes(w.data[1:3], "little", signed=(q == "incline"))
         value = raw / (100 if q == "speed" else 10)
+        # A write already on its way when the walker changed the target cannot have known:
+        # judge it against the target the walker changed.
+        # A write already on its way when the walker changed the target, or paused or
+        # stopped the belt, cannot have known: judge it against the treadmill as it was.
+        halts = ("pause", "stop", "safety_key") if q == "speed" else ()
+        racing = [
+            c
+            for c in console
+            if (c.action == q or c.action in halts) and c.t - EPS <= w.t <= c.known
+        ]
         if q == "speed":
-            before, step, cap = w.target_speed_kmh, rules.speed_step_kmh, rules.max_speed_kmh
-            at_rest = w.belt in ("idle", "stopped", "paused") or before <= 0
+            before = racing[0].before if racing else w.target_speed_kmh
+            step, cap = rules.speed_step_kmh, rules.max_speed_kmh
+            belt_at_rest = w.belt in ("idle", "stopped", "paused") and not racing
+            at_rest = belt_at_rest or before <= 0
             if at_rest and value > rules.restart_speed_kmh + EPS:
                 out.append(
                     Violation(
@@ -138,7 +199,8 @@ def _setpoints(rules: Rules, writes: Sequence[AcceptedWrite], journal: Journal) 
             elif not at_rest and abs(value - before) > step + EPS:
                 out.append(Violation(w.t, "step", f"speed {before:g} -> {value:g}"))
         else:
-            before, step, cap = w.target_incline_pct, rules.incline_step_pct, rules.max_incline_pct
+            before = racing[0].before if racing else w.target_incline_pct
+            step, cap = rules.incline_step_pct, rules.max_incline_pct
             if abs(value - before) > step + EPS:
                 out.append(Violation(w.t, "step", f"incline {before:g} -> {value:g}"))
         if value > cap + EPS and not value < before - EPS:
@@ -155,55 +217,55 @@ def _is_start_or_setpoint(w: AcceptedWrite) -> bool:
     return bool(w.data) and w.data[0] in (0x02, 0x03, 0x07)
 
 
-def _after_events(writes: Sequence[AcceptedWrite], journal: Journal) -> list[Violation]:
+def _after_events(
+    writes: Sequence[AcceptedWrite], journal: Journal, console: list[ConsoleAction]
+) -> list[Violation]:
     """after_stop and treadmill_stop_final: silence until a person sends start."""
     out: list[Violation] = []
     starts = [t for t, a in journal.commands if a == "start"]
-    stops_at = [w.t for w in writes if w.data[:2] == b"\x08\x01"]
-    finals = [(t, a) for t, a, _ in journal.console if a in ("stop", "safety_key", "revoke")]
+    # (from when it binds, from when a start command lifts it, rule, what)
+    blocks = [(w.t, w.t, "after_stop", "the stop") for w in writes if w.data[:2] == b"\x08\x01"]
+    blocks += [
+        (c.known, c.t, "treadmill_stop_final", f"the treadmill's own {c.action}")
+        for c in console
+        if c.action in ("stop", "safety_key", "revoke")
+    ]
     for w in writes:
         if not _is_start_or_setpoint(w):
             continue
-        for t_stop in stops_at:
-            if t_stop < w.t and not any(t_stop < t <= w.t for t in starts):
-                out.append(
-                    Violation(w.t, "after_stop", f"{w.data.hex()} after the stop at {t_stop:.2f}")
-                )
-                break
-        for t_final, what in finals:
-            if t_final < w.t and not any(t_final < t <= w.t for t in starts):
-                out.append(
-                    Violation(
-                        w.t,
-                        "treadmill_stop_final",
-                        f"{w.data.hex()} after the treadmill's own {what} at {t_final:.2f}",
-                    )
-                )
+        for binds, lifted_after, rule, what in blocks:
+            if binds < w.t and not any(lifted_after < t <= w.t for t in starts):
+                out.append(Violation(w.t, rule, f"{w.data.hex()} after {what} at {binds:.2f}"))
                 break
     return out
 
 
-def _restarts(rules: Rules, writes: Sequence[AcceptedWrite], journal: Journal) -> list[Violation]:
+def _restarts(
+    rules: Rules,
+    writes: Sequence[AcceptedWrite],
+    journal: Journal,
+    console: list[ConsoleAction],
+) -> list[Violation]:
     out: list[Violation] = []
     blockers = sorted(
-        [(t, "link loss") for t in journal.link_losses]
-        + [(t, "pause command") for t, a in journal.commands if a == "pause"]
-        + [(t, f"console {a}") for t, a, _ in journal.console if a == "pause"]
+        [(t, t, "link loss") for t in journal.link_losses]
+        + [(t, t, "pause command") for t, a in journal.commands if a == "pause"]
+        + [(c.known, c.t, "console pause") for c in console if c.action == "pause"]
     )
     unblocks = [t for t, a in journal.commands if a in ("start", "resume")]
-    console_starts = [t for t, a, _ in journal.console if a == "start"]
+    unblocks += [c.t for c in console if c.action == "start"]
     for w in writes:
         if w.data[:1] != b"\x07":
             continue
-        previous = [(t, why) for t, why in blockers if t < w.t]
+        previous = [b for b in blockers if b[0] < w.t]
         if previous:
-            t_block, why = previous[-1]
-            if not any(t_block < t <= w.t for t in unblocks + console_starts):
+            _, lifted_after, why = max(previous, key=lambda b: b[1])
+            if not any(lifted_after < t <= w.t for t in unblocks):
                 out.append(
                     Violation(
                         w.t,
                         "no_restart_without_resume",
-                        f"Start after the {why} at {t_block:.2f} with no start/resume since",
+                        f"Start after the {why} at {lifted_after:.2f} with no start/resume since",
                     )
                 )
         at_rest = w.belt in ("idle", "stopped", "paused")
@@ -219,12 +281,16 @@ def _restarts(rules: Rules, writes: Sequence[AcceptedWrite], journal: Journal) -
 
 
 def _stops(
-    rules: Rules, writes: Sequence[AcceptedWrite], journal: Journal, end: float
+    rules: Rules,
+    writes: Sequence[AcceptedWrite],
+    journal: Journal,
+    console: list[ConsoleAction],
+    end: float,
 ) -> list[Violation]:
     out: list[Violation] = []
     reached = sorted(
         [w.t for w in writes if w.data[:2] == b"\x08\x01"]
-        + [t for t, a, _ in journal.console if a in ("stop", "safety_key")]
+        + [c.t for c in console if c.action in ("stop", "safety_key")]
     )
     for t, action in journal.commands:
         if action != "stop":
@@ -234,16 +300,14 @@ def _stops(
             continue  # the run ended too soon to judge this one
         if not any(t <= r <= deadline for r in reached):
             out.append(
-                Violation(
-                    t, "stop_bound", f"stop sent at {t:.2f} not at the belt by {deadline:.2f}"
-                )
+                Violation(t, "stop_bound", f"stop at {t:.2f} not at the belt by {deadline:.2f}")
             )
     return out
 
 
-def _belt(rules: Rules, journal: Journal) -> list[Violation]:
-    console = max((v for _, a, v in journal.console if a == "speed"), default=0.0)
-    ceiling = max(rules.max_speed_kmh, console) + 0.05
+def _belt(rules: Rules, journal: Journal, console: list[ConsoleAction]) -> list[Violation]:
+    chosen = max((c.value for c in console if c.action == "speed"), default=0.0)
+    ceiling = max(rules.max_speed_kmh, chosen) + 0.05
     worst = max(journal.belt, key=lambda s: s[1], default=(0.0, -math.inf))
     if worst[1] > ceiling:
         return [Violation(worst[0], "belt_cap", f"the belt ran at {worst[1]:g} km/h")]

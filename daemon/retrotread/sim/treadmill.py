@@ -192,6 +192,11 @@ class SimTreadmill:
         self.write_times: list[float] = []
         self.accepted: list[AcceptedWrite] = []
         """The same writes with the treadmill's state before each (for safety checkers)."""
+        self.link_downs: list[float] = []
+        """When each connection ended, whoever ended it (for safety checkers)."""
+        self.link_ups: list[float] = []
+        self.status_sent: list[tuple[float, bytes]] = []
+        """Fitness Machine Status notifications as delivered (for safety checkers)."""
 
     # ------------------------------------------------------------------ GATT face
 
@@ -229,6 +234,7 @@ class SimTreadmill:
             raise ConnectRefused("already connected to another central")
         self._sink = sink
         self._on_disconnect = on_disconnect
+        self.link_ups.append(self._clock.monotonic() if self._clock else self.now)
         self._next_data = self.now
 
     def disconnect(self) -> None:
@@ -357,6 +363,7 @@ class SimTreadmill:
             callback(reason)
 
     def pull_safety_key(self) -> None:
+        self._catch_up()  # the walker acts now, not at the model's last tick
         self.state = "stopped"
         self.target_speed_kmh = 0.0
         self.speed_kmh = 0.0
@@ -364,24 +371,29 @@ class SimTreadmill:
         self._training(TrainingStatus.POST_WORKOUT)
 
     def stop_at_console(self) -> None:
+        self._catch_up()  # the walker acts now, not at the model's last tick
         self.state = "stopped"
         self.target_speed_kmh = 0.0
         self._status(StatusOp.STOPPED_OR_PAUSED_BY_USER, {"control": "stop"})
         self._training(TrainingStatus.POST_WORKOUT)
 
     def pause_at_console(self) -> None:
+        self._catch_up()  # the walker acts now, not at the model's last tick
         self.state = "paused"
         self._status(StatusOp.STOPPED_OR_PAUSED_BY_USER, {"control": "pause"})
 
     def start_at_console(self) -> None:
+        self._catch_up()  # the walker acts now, not at the model's last tick
         self._begin_start()
         self._status(StatusOp.STARTED_OR_RESUMED_BY_USER)
 
     def set_speed_at_console(self, kmh: float) -> None:
+        self._catch_up()
         self.target_speed_kmh = self.speed_range.snap(kmh)
         self._status(StatusOp.TARGET_SPEED_CHANGED, {"target_speed_kmh": self.target_speed_kmh})
 
     def set_incline_at_console(self, pct: float) -> None:
+        self._catch_up()
         self.target_incline_pct = self.incline_range.snap(pct)
         self._status(
             StatusOp.TARGET_INCLINE_CHANGED, {"target_incline_pct": self.target_incline_pct}
@@ -401,6 +413,7 @@ class SimTreadmill:
 
     def revoke_control(self) -> None:
         """Another client or the console took control: status 0xFF (FTMS.md §9)."""
+        self._catch_up()  # the walker acts now, not at the model's last tick
         self.has_control = False
         self._status(StatusOp.CONTROL_PERMISSION_LOST)
 
@@ -416,6 +429,8 @@ class SimTreadmill:
             raise AttError(0x0E, "not connected")
 
     def _link_down(self) -> None:
+        if self._sink is not None:
+            self.link_downs.append(self._clock.monotonic() if self._clock else self.now)
         self._sink = None
         self._on_disconnect = None
         self.subscriptions.clear()
@@ -427,6 +442,8 @@ class SimTreadmill:
     def _send(self, uuid: str, value: bytes) -> None:
         if self._sink is None or uuid not in self.subscriptions:
             return
+        if uuid == uuids.MACHINE_STATUS:
+            self.status_sent.append((self.now, value))
         self._sink(uuid, value)
 
     def _queue(self, uuid: str, value: bytes, delay: float, ends_procedure: bool = False) -> None:
