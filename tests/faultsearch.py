@@ -24,13 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrotread.clock import VirtualClock
+from retrotread.backoff import Backoff
+from retrotread.clock import Clock, ScaledClock, VirtualClock
 from retrotread.config import SafetyConfig
 from retrotread.errors import ProfileError
+from retrotread.link.bleak_transport import BleakTransport
 from retrotread.link.ftms_client import FtmsTreadmill
+from retrotread.link.transport import GattTransport
 from retrotread.profiles.model import Profile, check_profile
 from retrotread.service.runner import SessionRunner
-from retrotread.service.supervisor import Backoff, Supervisor
+from retrotread.service.supervisor import Supervisor
+from retrotread.sim.bluez import FakeBlueZ
 from retrotread.sim.inprocess import InProcessTransport
 from retrotread.sim.safety_check import Journal, Rules, Violation, check
 from retrotread.sim.treadmill import SimConfig, SimTreadmill
@@ -166,7 +170,7 @@ def _profile(rng: random.Random, safety: SafetyConfig, sim: SimConfig, i: int) -
     lo = max(sim.speed_min_kmh, safety.speed_step_kmh)
     hi = min(safety.max_speed_kmh, sim.speed_max_kmh)
     incline_hi = min(safety.max_incline_pct, sim.incline_max_pct) if sim.incline_supported else 0
-    phases = []
+    phases: list[dict[str, Any]] = []
     for n in range(rng.randint(1, 4)):
         speed = round(rng.uniform(lo, hi) / sim.speed_increment_kmh) * sim.speed_increment_kmh
         speed = round(min(max(speed, lo), hi), 2)
@@ -287,11 +291,29 @@ class Outcome:
         return not self.violations and not self.unanswered
 
 
-async def run(schedule: Schedule, sessions_dir: Path) -> Outcome:
-    """Run ``schedule`` to its end on the virtual clock; judge it from the treadmill's side."""
-    clock = VirtualClock()
+async def run(
+    schedule: Schedule, sessions_dir: Path, *, ble_bus: str | None = None, speedup: float = 10.0
+) -> Outcome:
+    """Run ``schedule`` to its end and judge it from the treadmill's side.
+
+    In-process on the virtual clock; or, with ``ble_bus`` (a private D-Bus address, with
+    bleak pointed at it), through the fake BlueZ and the real bleak on a clock ``speedup``
+    times faster than real time.
+    """
+    clock: Clock
     sim = SimTreadmill(schedule.sim)
-    treadmill = FtmsTreadmill(InProcessTransport(sim), clock, command_timeout_s=COMMAND_TIMEOUT_S)
+    fake: FakeBlueZ | None = None
+    transport: GattTransport
+    if ble_bus is None:
+        clock = VirtualClock()
+        transport = InProcessTransport(sim)
+    else:
+        clock = ScaledClock(speedup)
+        fake = FakeBlueZ()
+        fake.add_peripheral(sim)
+        await fake.start(ble_bus)
+        transport = BleakTransport(address=sim.address, scan_timeout_s=3.0)
+    treadmill = FtmsTreadmill(transport, clock, command_timeout_s=COMMAND_TIMEOUT_S)
     supervisor = Supervisor(
         treadmill,
         clock,
@@ -324,10 +346,16 @@ async def run(schedule: Schedule, sessions_dir: Path) -> Outcome:
     answers: list[tuple[str, asyncio.Future[Any]]] = []
     faults = _Faults(sim, journal)
     try:
+        base = clock.monotonic()  # schedules count from 0; a scaled clock does not
         for event in schedule.events:
-            while clock.monotonic() < event.t - 1e-9:  # a second at most: belt samples
+            at = base + event.t
+            while clock.monotonic() < at - 1e-9:  # a second at most: belt samples
                 now = clock.monotonic()
-                await clock.advance(max(0.0, min(event.t, now + 1.0, faults.next_end) - now))
+                dt = max(0.0, min(at, now + 1.0, faults.next_end) - now)
+                if isinstance(clock, VirtualClock):
+                    await clock.advance(dt)
+                else:
+                    await clock.sleep(dt)
                 faults.tick(clock.monotonic())
             now = clock.monotonic()
             if event.kind in COMMANDS:
@@ -342,6 +370,8 @@ async def run(schedule: Schedule, sessions_dir: Path) -> Outcome:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await treadmill.disconnect()
+        if fake is not None:
+            await fake.stop()
     for t in sim.link_downs:
         journal.link_lost(t)
     journal.statuses = list(sim.status_sent)
@@ -369,10 +399,16 @@ async def _send(runner: SessionRunner, event: Event, schedule: Schedule) -> obje
         if kind == "start":
             return await runner.start(schedule.profiles[event.args["profile"]])
         if kind == "set":
-            return await runner.set(event.args.get("speed_kmh"), event.args.get("incline_pct"))
+            await runner.set(event.args.get("speed_kmh"), event.args.get("incline_pct"))
+            return None
         return await getattr(runner, kind)()
     except Exception as exc:  # refusals are answers too
         return exc
+
+
+def _moving_target(sim: SimTreadmill) -> float:
+    """The speed target of a belt that runs (0 for one already at rest)."""
+    return sim.target_speed_kmh if sim.state in ("running", "pre_workout") else 0.0
 
 
 class _Faults:
@@ -443,18 +479,18 @@ class _Faults:
                 sim.set_incline_at_console(args["pct"])
                 journal.at_console(now, "incline", sim.target_incline_pct, before)
         elif kind == "console_stop":
-            journal.at_console(now, "stop", 0.0, sim.target_speed_kmh)
+            journal.at_console(now, "stop", 0.0, _moving_target(sim))
             sim.stop_at_console()
         elif kind == "console_pause":
             if sim.state in ("running", "pre_workout"):
-                journal.at_console(now, "pause", 0.0, sim.target_speed_kmh)
+                journal.at_console(now, "pause", 0.0, _moving_target(sim))
                 sim.pause_at_console()
         elif kind == "console_start":
             if sim.state in ("idle", "paused", "stopped"):
                 journal.at_console(now, "start")
                 sim.start_at_console()
         elif kind == "safety_key":
-            journal.at_console(now, "safety_key", 0.0, sim.target_speed_kmh)
+            journal.at_console(now, "safety_key", 0.0, _moving_target(sim))
             sim.pull_safety_key()
         elif kind == "revoke":
             journal.at_console(now, "revoke")
@@ -478,4 +514,5 @@ def report(outcome: Outcome) -> str:
 
 
 if __name__ == "__main__":
-    print(report(run_seed(int(sys.argv[1]))))
+    length = float(sys.argv[2]) if len(sys.argv) > 2 else 150.0
+    print(report(run_seed(int(sys.argv[1]), length_s=length)))

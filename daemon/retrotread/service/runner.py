@@ -219,6 +219,8 @@ class SessionRunner:
         self._stop_waiters: list[asyncio.Future[Any]] = []
         self._idle_waiters: list[asyncio.Future[Any]] = []
         self._start_acked = False
+        self._start_sent = False
+        self._walker_speed: float | None = None  # chosen at the console while Start was out
         self._start_deadline = math.inf
         self._first_sample = False  # connected, waiting for the first Treadmill Data
         self._settled: dict[Quantity, bool] = {"speed": False, "incline": False}
@@ -747,6 +749,8 @@ class SessionRunner:
         grid = s.engine.device.speed
         self._set_belt(Belt.STARTING, now)
         self._start_acked = False
+        self._start_sent = False
+        self._walker_speed = None
         self._start_deadline = math.inf
         self._submit_setpoint("speed", grid.value(grid.start), now, job="restart_speed")
 
@@ -968,6 +972,9 @@ class SessionRunner:
             s.resume_requested = False
             s.engine.resume(now)
             self._tick(s, now)
+        if self._walker_speed is not None and s.alive:
+            self._override(s, "speed", self._walker_speed, "changed at the console", now)
+            self._walker_speed = None
 
     def _set_belt(self, belt: Belt, now: float) -> None:
         if belt != self.belt:
@@ -985,6 +992,8 @@ class SessionRunner:
         s = self.session
         if s is not None and not s.log.closed:
             s.log.frame(frame.direction, frame.t, frame.char, frame.data)
+        if frame.direction == "tx" and frame.data == cp.start_or_resume():
+            self._start_sent = True  # on the wire: it cannot be called back
 
     def _on_link_down(self, event: LinkDown, now: float) -> None:
         self._epoch += 1
@@ -1254,9 +1263,18 @@ class SessionRunner:
         s = self.session
         if s is None or not s.alive:
             return
-        if q == "speed" and self.belt not in (Belt.RUNNING, Belt.STARTING):
+        if q == "speed" and self.belt == Belt.STARTING and self._start_sent:
+            # Start is on the wire: the belt will head for the walker's speed. Theirs for
+            # the rest of the phase, once it runs.
+            self._walker_speed = value
+            return
+        if q == "speed" and self.belt != Belt.RUNNING:
             # Chosen at the console while the belt is at rest: the walker's new target,
             # reached by ramping after the (low) restart.
+            if self.belt == Belt.STARTING:
+                # Our restart speed is gone: no Start on top of the walker's speed; the
+                # start begins again (restart speed first) from here.
+                self._set_belt(Belt.PAUSED, now)
             if value <= 0:
                 return
             wanted = min(value, s.limits.max_speed_kmh)
