@@ -74,6 +74,10 @@ ECHO_WINDOW_S = 2.0
 """How long after its acknowledgement a status carrying our value counts as our echo."""
 STOP_RETRY_S = 2.0
 CLOSE_WAIT_S = 5.0
+STEADY_S = 2.0
+"""A reading unchanged for this long stands for a target nobody told us."""
+STILL_S = 10.0
+"""With no session, a belt reading 0 for this long is taken as stopped (a countdown is not)."""
 """How long a finished session waits for the treadmill to confirm the stop."""
 
 
@@ -223,12 +227,14 @@ class SessionRunner:
         self._walker_speed: float | None = None  # chosen at the console while Start was out
         self._start_deadline = math.inf
         self._first_sample = False  # connected, waiting for the first Treadmill Data
-        self._settled: dict[Quantity, bool] = {"speed": False, "incline": False}
+        self._steady_since: dict[Quantity, float] = {"speed": math.inf, "incline": math.inf}
+        self._still_since = math.inf  # the belt's speed has read 0 since then
         self._outstanding: dict[Quantity, bool] = {"speed": False, "incline": False}
         self._written_at: dict[Quantity, float] = {"speed": -math.inf, "incline": -math.inf}
         self._echo: dict[Quantity, tuple[float, float]] = {}  # value, until
         self._control_echo: dict[str, float] = {}  # "pause" | "stop" | "start" -> until
         self._start_request: asyncio.Future[cp.ControlResponse] | None = None
+        self._setpoint_request: dict[Quantity, asyncio.Future[cp.ControlResponse]] = {}
         self._epoch = 0  # one per link: results from an earlier link are stale
         # The inbox.
         self._inbox: deque[Message] = deque()
@@ -733,8 +739,9 @@ class SessionRunner:
         belt = self.belt
         if self._desired_moving(s):
             if belt in (Belt.STOPPED, Belt.PAUSED):
-                # The restart speed is a speed write like any other: spaced as they are.
-                if now - self._written_at["speed"] >= s.limits.step_interval_s - 1e-9:
+                # The restart speed is a speed write like any other: one at a time, spaced.
+                spaced = now - self._written_at["speed"] >= s.limits.step_interval_s - 1e-9
+                if spaced and not self._outstanding["speed"]:
                     self._begin_start(s, now)
             elif belt == Belt.STARTING and now > self._start_deadline:
                 self.event("error", "The belt did not start.")
@@ -767,7 +774,8 @@ class SessionRunner:
                 continue
             if now - self._written_at[q] < s.limits.step_interval_s - 1e-9:
                 continue
-            actual = self.actual[q] if self._settled[q] else None
+            steady = now - self._steady_since[q] >= STEADY_S
+            actual = self.actual[q] if steady else None
             nxt = _limited(grid, self.targets[q], actual, value)
             if nxt is not None:
                 self._submit_setpoint(q, nxt, now)
@@ -803,7 +811,7 @@ class SessionRunner:
         if s is not None:
             s.watch[q].commanded(value, now)
         request = cp.set_target_speed(value) if q == "speed" else cp.set_target_incline(value)
-        self._submit(request, _Done(job, self._epoch, q, value))
+        self._setpoint_request[q] = self._submit(request, _Done(job, self._epoch, q, value))
 
     def _submit_pause(self, now: float, why: str) -> None:
         self._set_belt(Belt.PAUSING, now)
@@ -983,6 +991,8 @@ class SessionRunner:
                 start, self._start_request = self._start_request, None
                 if start is not None and not start.done():
                     start.cancel()
+            if belt == Belt.RUNNING:
+                self._still_since = math.inf  # stillness counts from here
             self.belt = belt
             self._publish_state()  # every transition goes to the log and the retained state
 
@@ -1024,7 +1034,8 @@ class SessionRunner:
         self._outstanding = {"speed": False, "incline": False}
         self.targets = {"speed": None, "incline": None}
         self.actual = {"speed": None, "incline": None}
-        self._settled = {"speed": False, "incline": False}
+        self._steady_since = {"speed": math.inf, "incline": math.inf}
+        self._still_since = math.inf
         self._echo.clear()
         self._control_echo.clear()
 
@@ -1050,10 +1061,11 @@ class SessionRunner:
         speed = r.speed_kmh
         new: dict[Quantity, float | None] = {"speed": speed, "incline": r.incline_pct}
         for q in QUANTITIES:
+            # Without a known target, only a value that has not moved for a while stands
+            # for it: a motor still on its way to an unknown target is no base for a step.
             old, value = self.actual[q], new[q]
-            # Without a known target, only a value that has stopped moving stands for it (a
-            # motor still on its way to an unknown target is no base for a step).
-            self._settled[q] = value is not None and old is not None and abs(value - old) < 0.05
+            if value is None or old is None or abs(value - old) >= 0.05:
+                self._steady_since[q] = event.t
         self.actual = new
         s = self.session
         if self._first_sample:
@@ -1064,13 +1076,18 @@ class SessionRunner:
                 else:
                     self._set_belt(Belt.STOPPED, now)
         moving = (speed or 0.0) > 0
+        if moving:
+            self._still_since = math.inf
+        elif self._still_since == math.inf:
+            self._still_since = now
         if self.belt == Belt.STARTING and self._start_acked and moving and s is not None:
             self._belt_runs(s, now)
         elif s is None and not self.stop_latched:
-            # Nobody's session: follow what the walker does at the console.
+            # Nobody's session: follow what the walker does at the console (statuses say
+            # it first; a belt at 0 during the console's countdown is not stopped).
             if self.belt == Belt.STOPPED and moving:
                 self._set_belt(Belt.RUNNING, now)
-            elif self.belt == Belt.RUNNING and not moving:
+            elif self.belt == Belt.RUNNING and now - self._still_since >= STILL_S:
                 self._set_belt(Belt.STOPPED, now)
         self._publish_telemetry(s, event)
         if s is not None and s.alive and self.belt == Belt.RUNNING:
@@ -1143,6 +1160,9 @@ class SessionRunner:
 
     def _override(self, s: Session, q: Quantity, value: float, why: str, now: float) -> None:
         """The walker has ``q`` for the rest of this phase; ramps go on from ``value``."""
+        waiting = self._setpoint_request.get(q)
+        if waiting is not None and not waiting.done():
+            waiting.cancel()  # still queued: it must not go out over the walker's choice
         s.engine.override(q, actual=value)
         s.watch[q].reset()
         if q in s.overridden:
