@@ -425,7 +425,7 @@ class _Faults:
         return min((t for t, _ in self.ends), default=math.inf)
 
     def tick(self, now: float) -> None:
-        self.journal.sample(now, self.sim.speed_kmh)
+        self.journal.sample(now, self.sim.speed_kmh, self.sim.state)
         for item in [e for e in self.ends if e[0] <= now + 1e-9]:
             self.ends.remove(item)
             self._end(item[1], now)

@@ -7,6 +7,8 @@
 - An urgent request (stop, pause) drops every request still waiting (they fail with
   ``Superseded``) and goes next; a stop also drops waiting pauses. A procedure already
   on the wire cannot be recalled: it is given at most ``urgent_wait_s`` more to answer.
+- A stop or pause itself, and the Request Control before it, wait ``urgent_wait_s`` at
+  most: a stop that cannot be confirmed quickly is sent again after a reconnect.
 - No answer within ``timeout_s``, or ATT 0xFE / 0xFD on a write: the link is no longer
   usable for control (rule 4). Everything waiting fails and ``on_broken`` is called; the
   owner drops the link so that it is re-established.
@@ -58,6 +60,7 @@ class _Job:
     request: bytes
     future: asyncio.Future[cp.ControlResponse]
     urgent: bool
+    dropped: str | None = None  # why it must not go out after all (not yet on the wire)
 
     @property
     def is_stop(self) -> bool:
@@ -93,6 +96,8 @@ class ControlPoint:
         self._worker: asyncio.Task[None] | None = None
         self._closed_reason: str | None = "not connected"
         self._revocations = 0
+        self._limit_s = timeout_s
+        self._current: _Job | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -132,8 +137,13 @@ class ControlPoint:
         self._revocations += 1
 
     def cancel_queued(self, why: str) -> None:
-        """Drop every request still waiting (not the one on the wire): ``Superseded``."""
+        """Drop every request not yet on the wire: ``Superseded``.
+
+        That includes the one being carried out if only its Request Control is out yet.
+        """
         self._fail_queued(lambda job: Superseded(_name(job.request), why))
+        if self._current is not None:
+            self._current.dropped = why
 
     # ------------------------------------------------------------------ requests
 
@@ -160,6 +170,9 @@ class ControlPoint:
             # Behind a waiting stop, ahead of everything else.
             at = sum(1 for j in self._queue if j.is_stop)
             self._queue.insert(at, job)
+            current = self._current
+            if current is not None and not current.urgent:
+                current.dropped = f"superseded by {_name(request)}"
             if self._reply is not None and self._urgent_since is None:
                 self._urgent_since = self.clock.monotonic()
                 self._urgent_waiting.set()
@@ -205,6 +218,12 @@ class ControlPoint:
             if not any(j.urgent for j in self._queue):
                 self._urgent_since = None
                 self._urgent_waiting.clear()
+            # A stop or pause that is not answered quickly is better sent again on a fresh
+            # link than waited for: its own procedures get the short wait too.
+            self._limit_s = (
+                min(self.timeout_s, self.urgent_wait_s) if job.urgent else self.timeout_s
+            )
+            self._current = job
             try:
                 response = await self._carry_out(job)
             except Exception as exc:
@@ -214,6 +233,8 @@ class ControlPoint:
             else:
                 if not job.future.done():
                     job.future.set_result(response)
+            finally:
+                self._current = None
 
     async def _carry_out(self, job: _Job) -> cp.ControlResponse:
         """Request Control when needed, then the request (FTMS.md §8.4 steps 4 and 8)."""
@@ -222,9 +243,10 @@ class ControlPoint:
         refused: cp.ControlResponse | None = None
         if not self.has_control:
             refused = await self._request_control()
-            if not job.urgent and self._urgent_since is not None:
-                # A stop or pause arrived while we asked for control: it goes first.
-                raise Superseded(_name(request), "superseded while asking for control")
+        if job.dropped is not None or job.future.done():
+            # A stop or pause arrived (or the caller changed its mind) while we asked for
+            # control: this request never goes out.
+            raise Superseded(_name(request), job.dropped or "cancelled")
         response = await self._procedure(request)
         if (
             response.result == cp.ResultCode.CONTROL_NOT_PERMITTED
@@ -289,7 +311,7 @@ class ControlPoint:
         task.add_done_callback(_quiet)  # retrieved here even if we are cancelled meanwhile
         try:
             while not task.done():
-                deadline = started + self.timeout_s
+                deadline = started + self._limit_s
                 if self._urgent_since is not None:
                     deadline = min(deadline, max(started, self._urgent_since) + self.urgent_wait_s)
                 remaining = deadline - self.clock.monotonic()

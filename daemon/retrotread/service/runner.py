@@ -637,7 +637,9 @@ class SessionRunner:
     def _cmd_pause(self, request: _Request, now: float) -> None:
         s = self._require("pause")
         moving = self.belt in (Belt.RUNNING, Belt.STARTING) or s.resume_requested
-        if not moving:
+        # A turn counting down to its own restart is not paused yet: this pause stops it.
+        counting_down = s.engine.state == "turning" and self.turn_countdown_s is not None
+        if not moving and not counting_down:
             raise RunnerError("already paused")
         s.resume_requested = False
         s.engine.pause(now)
@@ -1262,6 +1264,7 @@ class SessionRunner:
     def _started_at_treadmill(self, now: float) -> None:
         """The walker started the belt at the console: theirs, never fought."""
         s = self.session
+        self.treadmill.cancel_queued("started at the treadmill")  # our own start is moot
         self._set_belt(Belt.RUNNING, now)
         if s is None or not s.alive or s.engine.state not in ("paused", "turning"):
             return

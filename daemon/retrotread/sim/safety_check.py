@@ -97,7 +97,7 @@ class Journal:
     link_losses: list[float] = field(default_factory=list)
     console_raw: list[tuple[float, str, float, float]] = field(default_factory=list)
     unreachable: list[tuple[float, float]] = field(default_factory=list)  # [from, to)
-    belt: list[tuple[float, float]] = field(default_factory=list)  # (t, physical speed)
+    belt: list[tuple[float, float, str]] = field(default_factory=list)  # (t, speed, state)
     statuses: list[tuple[float, bytes]] = field(default_factory=list)  # as delivered
     link_ups: list[float] = field(default_factory=list)
 
@@ -118,8 +118,13 @@ class Journal:
     def out_of_reach(self, t0: float, t1: float) -> None:
         self.unreachable.append((t0, t1))
 
-    def sample(self, t: float, speed_kmh: float) -> None:
-        self.belt.append((t, speed_kmh))
+    def sample(self, t: float, speed_kmh: float, state: str = "") -> None:
+        self.belt.append((t, speed_kmh, state))
+
+    def stopped_at(self, t: float) -> bool:
+        """Was the belt stopped (the treadmill's own state) at the last sample before ``t``?"""
+        before = [b for b in self.belt if b[0] <= t]
+        return bool(before) and before[-1][2] in ("idle", "stopped") and before[-1][1] == 0
 
     @property
     def console(self) -> list[ConsoleAction]:
@@ -304,8 +309,9 @@ def _stops(
         deadline = journal.reachable_from(t) + rules.stop_bound_s
         if deadline > end:
             continue  # the run ended too soon to judge this one
-        # A Stop that reached the belt just before (a second stop in a flood) answers too.
-        if not any(t - 1.0 <= r <= deadline for r in reached):
+        # A Stop that reached the belt just before (a second stop in a flood) answers too,
+        # and a belt that was already stopped needs none.
+        if not any(t - 1.0 <= r <= deadline for r in reached) and not journal.stopped_at(t):
             out.append(
                 Violation(t, "stop_bound", f"stop at {t:.2f} not at the belt by {deadline:.2f}")
             )
@@ -315,7 +321,7 @@ def _stops(
 def _belt(rules: Rules, journal: Journal, console: list[ConsoleAction]) -> list[Violation]:
     chosen = max((c.value for c in console if c.action == "speed"), default=0.0)
     ceiling = max(rules.max_speed_kmh, chosen) + 0.05
-    worst = max(journal.belt, key=lambda s: s[1], default=(0.0, -math.inf))
+    worst = max(journal.belt, key=lambda s: s[1], default=(0.0, -math.inf, ""))
     if worst[1] > ceiling:
         return [Violation(worst[0], "belt_cap", f"the belt ran at {worst[1]:g} km/h")]
     return []
