@@ -61,6 +61,7 @@ class _Job:
     future: asyncio.Future[cp.ControlResponse]
     urgent: bool
     dropped: str | None = None  # why it must not go out after all (not yet on the wire)
+    written: bool = False  # its own request is on the wire
 
     @property
     def is_stop(self) -> bool:
@@ -136,13 +137,29 @@ class ControlPoint:
         self.has_control = False
         self._revocations += 1
 
+    def withdraw(self, future: asyncio.Future[cp.ControlResponse], why: str) -> None:
+        """Take back one request if it is not on the wire yet (it fails with ``Superseded``).
+
+        One already written keeps its future: its result still tells what the treadmill did.
+        """
+        for job in list(self._queue):
+            if job.future is future:
+                self._queue.remove(job)
+                if not future.done():
+                    future.set_exception(Superseded(_name(job.request), why))
+                    future.exception()
+                return
+        current = self._current
+        if current is not None and current.future is future and not current.written:
+            current.dropped = why
+
     def cancel_queued(self, why: str) -> None:
         """Drop every request not yet on the wire: ``Superseded``.
 
         That includes the one being carried out if only its Request Control is out yet.
         """
         self._fail_queued(lambda job: Superseded(_name(job.request), why))
-        if self._current is not None:
+        if self._current is not None and not self._current.written:
             self._current.dropped = why
 
     # ------------------------------------------------------------------ requests
@@ -171,7 +188,7 @@ class ControlPoint:
             at = sum(1 for j in self._queue if j.is_stop)
             self._queue.insert(at, job)
             current = self._current
-            if current is not None and not current.urgent:
+            if current is not None and not current.urgent and not current.written:
                 current.dropped = f"superseded by {_name(request)}"
             if self._reply is not None and self._urgent_since is None:
                 self._urgent_since = self.clock.monotonic()
@@ -247,6 +264,7 @@ class ControlPoint:
             # A stop or pause arrived (or the caller changed its mind) while we asked for
             # control: this request never goes out.
             raise Superseded(_name(request), job.dropped or "cancelled")
+        job.written = True
         response = await self._procedure(request)
         if (
             response.result == cp.ResultCode.CONTROL_NOT_PERMITTED

@@ -266,6 +266,10 @@ class FtmsTreadmill:
         """Queue one Control Point request; see ``ControlPoint.submit``."""
         return self.control.submit(request, urgent=urgent)
 
+    def withdraw(self, future: asyncio.Future[cp.ControlResponse], why: str) -> None:
+        """Take back one request not yet on the wire; see ``ControlPoint.withdraw``."""
+        self.control.withdraw(future, why)
+
     def cancel_queued(self, why: str) -> None:
         """Drop every Control Point request still waiting; see ``ControlPoint``."""
         self.control.cancel_queued(why)

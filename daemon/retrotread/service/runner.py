@@ -75,7 +75,8 @@ ECHO_WINDOW_S = 2.0
 STOP_RETRY_S = 2.0
 CLOSE_WAIT_S = 5.0
 STEADY_S = 2.0
-"""A reading unchanged for this long stands for a target nobody told us."""
+"""A reading unchanged for this long (and still coming) stands for a target nobody told us."""
+FRESH_S = 1.5
 STILL_S = 10.0
 """With no session, a belt reading 0 for this long is taken as stopped (a countdown is not)."""
 """How long a finished session waits for the treadmill to confirm the stop."""
@@ -229,6 +230,7 @@ class SessionRunner:
         self._first_sample = False  # connected, waiting for the first Treadmill Data
         self._steady_since: dict[Quantity, float] = {"speed": math.inf, "incline": math.inf}
         self._still_since = math.inf  # the belt's speed has read 0 since then
+        self._last_sample_at = -math.inf
         self._outstanding: dict[Quantity, bool] = {"speed": False, "incline": False}
         self._written_at: dict[Quantity, float] = {"speed": -math.inf, "incline": -math.inf}
         self._echo: dict[Quantity, tuple[float, float]] = {}  # value, until
@@ -776,7 +778,8 @@ class SessionRunner:
                 continue
             if now - self._written_at[q] < s.limits.step_interval_s - 1e-9:
                 continue
-            steady = now - self._steady_since[q] >= STEADY_S
+            fresh = now - self._last_sample_at <= FRESH_S
+            steady = fresh and now - self._steady_since[q] >= STEADY_S
             actual = self.actual[q] if steady else None
             nxt = _limited(grid, self.targets[q], actual, value)
             if nxt is not None:
@@ -992,7 +995,7 @@ class SessionRunner:
                 # A Start still waiting in the queue must not go out any more.
                 start, self._start_request = self._start_request, None
                 if start is not None and not start.done():
-                    start.cancel()
+                    self.treadmill.withdraw(start, f"the belt is {belt.value} now")
             if belt == Belt.RUNNING:
                 self._still_since = math.inf  # stillness counts from here
             self.belt = belt
@@ -1069,6 +1072,7 @@ class SessionRunner:
             if value is None or old is None or abs(value - old) >= 0.05:
                 self._steady_since[q] = event.t
         self.actual = new
+        self._last_sample_at = event.t
         s = self.session
         if self._first_sample:
             self._first_sample = False
@@ -1164,7 +1168,8 @@ class SessionRunner:
         """The walker has ``q`` for the rest of this phase; ramps go on from ``value``."""
         waiting = self._setpoint_request.get(q)
         if waiting is not None and not waiting.done():
-            waiting.cancel()  # still queued: it must not go out over the walker's choice
+            # Not on the wire yet: it must not go out over the walker's choice.
+            self.treadmill.withdraw(waiting, "the walker changed it at the console")
         s.engine.override(q, actual=value)
         s.watch[q].reset()
         if q in s.overridden:
