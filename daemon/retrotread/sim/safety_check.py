@@ -45,6 +45,7 @@ STATUS_OF = {
     "pause": b"\x02\x02",
     "safety_key": b"\x03",
     "revoke": b"\xff",
+    "start": b"\x04",
     "speed": b"\x05",
     "incline": b"\x06",
 }
@@ -180,13 +181,12 @@ def _setpoints(
         raw = int.from_bytes(w.data[1:3], "little", signed=(q == "incline"))
         value = raw / (100 if q == "speed" else 10)
 
-        # A write already on its way when the walker changed the target cannot have known:
-        # judge it against the target the walker changed.
         # A write already on its way when the walker changed the target, or paused or
         # stopped the belt, cannot have known: judge it against the treadmill as it was.
         changed = _racing(console, w.t, (q,))
         if q == "speed":
-            halted = _racing(console, w.t, ("pause", "stop", "safety_key"))
+            # (A console start: the belt was at rest, ``before`` is 0, when the write left.)
+            halted = _racing(console, w.t, ("pause", "stop", "safety_key", "start"))
             before = (changed or halted)[0].before if changed or halted else w.target_speed_kmh
             step, cap = rules.speed_step_kmh, rules.max_speed_kmh
             at_rest = (w.belt in ("idle", "stopped", "paused") and not halted) or before <= 0
