@@ -46,6 +46,8 @@ class TreadmillConfig(_Section):
     scan_timeout_s: float = Field(default=10.0, gt=0, le=300)
     silence_timeout_s: float = Field(default=5.0, gt=0, le=120)
     command_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    # A stop (or pause) not answered this fast is sent again over a fresh link.
+    stop_wait_s: float = Field(default=1.5, ge=0.2, le=30)
     reconnect_max_backoff_s: float = Field(default=60.0, ge=1, le=3600)
     on_reconnect: Literal["pause", "stop"] = "pause"
     pace_width: Literal[1, 2] = 1

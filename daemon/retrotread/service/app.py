@@ -101,7 +101,11 @@ class Daemon:
             log.warning("profile skipped: %s", problem)
         t = config.treadmill
         self.treadmill = FtmsTreadmill(
-            transport, clock, pace_width=t.pace_width, command_timeout_s=t.command_timeout_s
+            transport,
+            clock,
+            pace_width=t.pace_width,
+            command_timeout_s=t.command_timeout_s,
+            stop_wait_s=min(t.stop_wait_s, t.command_timeout_s),
         )
         self.supervisor = Supervisor(
             self.treadmill,
@@ -343,9 +347,10 @@ class Daemon:
 def clock_for(config: Config, speedup: float, simulated: bool) -> Clock:
     """Real time, or time compressed ``speedup`` times for a simulated treadmill.
 
-    Compressed, the silence watchdog is kept at one real second or more: it counts clock
-    seconds, and at 120x 5 clock seconds are 42 real milliseconds, which a busy event loop
-    can miss without the link being in any trouble.
+    Compressed, the silence watchdog and the control point's timeouts are kept at one real
+    second or more (a stop's wait at half of one): they count clock seconds, and at 120x 5
+    clock seconds are 42 real milliseconds, which a busy event loop can miss without the
+    link being in any trouble.
     """
     if speedup <= 0:
         raise ConfigError("--speedup must be positive")
@@ -354,7 +359,14 @@ def clock_for(config: Config, speedup: float, simulated: bool) -> Clock:
     if not simulated:
         raise ConfigError("--speedup only works with --simulate: a real belt runs in real time")
     t = config.treadmill
-    t.silence_timeout_s = max(t.silence_timeout_s, min(120.0, speedup * 1.0))
+    # A copy, not validated again: these clock seconds may exceed what a file may set.
+    config.treadmill = t.model_copy(
+        update={
+            "silence_timeout_s": max(t.silence_timeout_s, min(120.0, speedup * 1.0)),
+            "command_timeout_s": max(t.command_timeout_s, min(120.0, speedup * 1.0)),
+            "stop_wait_s": max(t.stop_wait_s, min(60.0, speedup * 0.5)),
+        }
+    )
     return ScaledClock(speedup)
 
 
