@@ -124,9 +124,11 @@ def test_learned_speed_never_exceeds_the_walkers_limit(tmp_path: Path) -> None:
     for when in days[:4]:
         w.walk("retro-start", when, slow_to=3.2)  # 3.2 chosen at a console with no limits
     last = w.days[-1]
-    assert last.speed.kmh == 3.2  # what the walker chose (within the plan's 1-3.5)...
-    assert last.profile.max_speed_kmh <= 2.0  # ...but sessions stay within anna's limit
-    assert any("held at 2 km/h by the limits [limits]" in line for line in last.why)
+    assert [t.speed.kmh for t in w.days] == [1.8, 2.0, 2.0, 2.0]
+    assert "held at 2 km/h by anna's limits" in last.speed.reason
+    assert "3.2 chosen" in last.speed.reason  # what she chose is still what is learned from
+    assert last.profile.max_speed_kmh <= 2.0  # sessions stay within anna's limit
+    assert w.coach.status("anna", days[4])["learned_speed_kmh"] == 2.0
 
 
 def test_a_long_gap_steps_back(tmp_path: Path) -> None:

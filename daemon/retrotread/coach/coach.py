@@ -7,6 +7,7 @@ the logs (through a ``HistoryReader`` that re-reads only changed files) and a ``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -236,7 +237,7 @@ class Coach:
                 )
         progress = plan_today(chosen, sessions, now, pain_before)
         spec = progress.spec
-        speed = learned_speed(chosen, sessions)
+        speed = within(learned_speed(chosen, sessions), limits, name)
         cap_s, ref_s, ref_when = weekly_cap(chosen, sessions, now)
         why = _recent_reasons(chosen, progress)
         why.append(f"backward speed {speed.reason} [rule learned-speed]")
@@ -305,7 +306,7 @@ class Coach:
             levels=progress.spec.levels_in_stage,
             complete=progress.completed,
             sessions_per_week=plan.sessions_per_week,
-            learned_speed_kmh=learned_speed(plan, sessions).kmh,
+            learned_speed_kmh=within(learned_speed(plan, sessions), self.limits(name), name).kmh,
         )
         try:
             today = self.today(name, plan.name, now, device=device)
@@ -320,6 +321,16 @@ class Coach:
             why=today.why,
         )
         return out
+
+
+def within(speed: LearnedSpeed, limits: WalkerLimits, walker: str) -> LearnedSpeed:
+    """The learned speed, no faster than the walker may be driven."""
+    top = math.floor(limits.max_speed_kmh * 10 + 1e-6) / 10
+    if speed.kmh <= top:
+        return speed
+    return LearnedSpeed(
+        top, speed.learned, f"{speed.reason}; held at {top:g} km/h by {walker}'s limits"
+    )
 
 
 def _last_pain(sessions: Sequence[SessionRecord]) -> tuple[int, datetime] | None:

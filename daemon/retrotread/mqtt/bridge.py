@@ -28,7 +28,7 @@ from retrotread.config import MqttConfig
 from retrotread.errors import RetrotreadError
 from retrotread.events import COMMAND_REFUSED
 from retrotread.mqtt.commands import Command, CommandError, Stop, parse_command
-from retrotread.mqtt.discovery import discovery_payload, discovery_topic
+from retrotread.mqtt.discovery import coach_components, discovery_payload, discovery_topic
 from retrotread.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,14 @@ class MqttBridge:
         elif kind == "state":
             self._follow_device()
             self._enqueue(_Out(self.topics.state, _json(payload), 1, True, "state"))
+        elif kind in ("walker", "walker_current"):
+            # Retained like state, and like state republished from the handler on connect.
+            self._enqueue(_Out(self._walker_topic(kind, payload), _json(payload), 1, True, "state"))
+
+    def _walker_topic(self, kind: str, payload: dict[str, Any]) -> str:
+        if kind == "walker_current":
+            return self.topics.walker_current
+        return self.topics.walker(str(payload.get("walker")))
 
     def _follow_device(self) -> None:
         """Discovery again when the device's name or model changed since it was announced.
@@ -335,6 +343,10 @@ class MqttBridge:
         await client.publish(t.availability, b"online", qos=1, retain=True)
         await client.publish(t.state, _json(self.handler.state()), qos=1, retain=True)
         await client.publish(t.profiles, _json(self.handler.profiles()), qos=1, retain=True)
+        walkers = getattr(self.handler, "walkers", None)  # the coach (docs/plans.md §7)
+        for kind, payload in walkers() if callable(walkers) else ():
+            topic = self._walker_topic(kind, payload)
+            await client.publish(topic, _json(payload), qos=1, retain=True)
         await self._publish_discovery(client)
 
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:
@@ -352,6 +364,9 @@ class MqttBridge:
             return _Out(topic, b"", 1, True, "state")
         names = [p["name"] for p in self.handler.profiles()]
         payload = discovery_payload(self.topics, s.device_id, names, *description)
+        walkers = getattr(self.handler, "walker_names", None)  # the coach (docs/plans.md §7)
+        if callable(walkers):
+            payload["cmps"].update(coach_components(self.topics, s.device_id, walkers()))
         return _Out(topic, _json(payload), 1, True, "state")
 
     async def _publisher(self, client: aiomqtt.Client, window: int = 8) -> None:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from retrotread.errors import RetrotreadError
 
-ACTIONS = ("start", "stop", "pause", "resume", "finish", "skip", "set")
+ACTIONS = ("start", "stop", "pause", "resume", "finish", "skip", "set", "feedback", "walker")
 CommandId = str | int | None
 
 
@@ -34,11 +34,49 @@ class _Base(BaseModel):
     id: CommandId = Field(default=None, description="echoed in cmd/result")
 
 
+Pain = Annotated[int, Field(ge=0, le=10, description="knee pain, 0-10 numeric rating scale")]
+
+
 class Start(_Base):
+    """A profile; or today's session of a plan for a walker (docs/plans.md)."""
+
     action: Literal["start"]
     profile: str | None = Field(
         default=None, min_length=1, max_length=100, description="omit to start the last profile"
     )
+    plan: str | None = Field(default=None, min_length=1, max_length=48)
+    walker: str | None = Field(default=None, min_length=1, max_length=32)  # the coach knows
+    pain: Pain | None = Field(default=None, description="knee pain before the session")
+    today: bool = Field(default=False, description="today's session of the current walker")
+
+    @model_validator(mode="after")
+    def _profile_or_plan(self) -> Start:
+        if self.profile is not None and (self.plan is not None or self.today):
+            raise ValueError("start takes 'profile' or a plan ('plan', 'today'), not both")
+        if self.pain is not None and self.profile is not None:
+            raise ValueError("'pain' goes with a plan session, not a profile")
+        return self
+
+    @property
+    def for_walker(self) -> bool:
+        """Today's session of a plan, or a profile for a named walker: the coach's part."""
+        return self.plan is not None or self.today or self.walker is not None
+
+
+class Feedback(_Base):
+    """How a session felt: a rating and/or knee pain, before or after (docs/plans.md §5)."""
+
+    action: Literal["feedback"]
+    walker: str | None = Field(default=None, min_length=1, max_length=32)  # the coach knows
+    rating: Literal["easy", "right", "hard"] | None = None
+    pain: Pain | None = None
+    when: Literal["before", "after"] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Feedback:
+        if self.rating is None and self.pain is None:
+            raise ValueError("feedback needs 'rating' (easy, right, hard), 'pain' (0-10) or both")
+        return self
 
 
 class Stop(_Base):
@@ -73,8 +111,16 @@ class Set(_Base):
         return self
 
 
+class ChooseWalker(_Base):
+    """Who is walking now: what 'today' and feedback without 'walker' are for (the HA select)."""
+
+    action: Literal["walker"]
+    walker: str = Field(min_length=1, max_length=32)
+
+
 Command = Annotated[
-    Start | Stop | Pause | Resume | Finish | Skip | Set, Field(discriminator="action")
+    Start | Stop | Pause | Resume | Finish | Skip | Set | Feedback | ChooseWalker,
+    Field(discriminator="action"),
 ]
 _ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
 
@@ -180,6 +226,10 @@ def _int_to_float(obj: dict[str, Any]) -> dict[str, Any]:
         v = obj.get(key)
         if isinstance(v, int) and not isinstance(v, bool):
             obj[key] = float(v)
+    # And a pain of 3.0 (what a slider sends) is a pain of 3; 2.5 stays an error.
+    v = obj.get("pain")
+    if isinstance(v, float) and v.is_integer():
+        obj["pain"] = int(v)
     return obj
 
 
@@ -251,7 +301,9 @@ def _short(value: Any) -> str:
 def _explain(exc: ValidationError, action: str) -> str:
     parts = []
     for err in exc.errors():
-        loc = [str(x) for x in err["loc"] if str(x) != action]
+        loc = [str(x) for x in err["loc"]]
+        if loc and loc[0] == action:  # the union's tag, not a field (a field may share it)
+            loc = loc[1:]
         field = ".".join(loc)
         kind = err["type"]
         if kind == "extra_forbidden":

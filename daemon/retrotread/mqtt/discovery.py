@@ -205,3 +205,128 @@ def discovery_payload(
         "payload_not_available": "offline",
         "qos": 1,
     }
+
+
+# ---------------------------------------------------------------------------- the coach
+
+
+def coach_components(topics: Topics, device_id: str, walkers: list[str]) -> dict[str, Any]:
+    """The coach's entities (docs/plans.md §7), added to the device's ``cmps``.
+
+    They read the current walker's retained status on ``<base>/walker`` (so they follow
+    the walker select) and publish to ``<base>/cmd`` like every other control: the select
+    sends ``walker``, "Start today's session" ``start`` with ``today``, the rating buttons
+    and the pain numbers ``feedback``.
+    """
+    oid = object_id(device_id)
+    uid = f"retrotread_{oid}"
+    cur = topics.walker_current
+
+    def sensor(key: str, name: str, template: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "p": "sensor",
+            "name": name,
+            "unique_id": f"{uid}_{key}",
+            "state_topic": cur,
+            "value_template": template,
+            **extra,
+        }
+
+    def command(key: str, name: str, payload: dict[str, Any], icon: str) -> dict[str, Any]:
+        return {
+            "p": "button",
+            "name": name,
+            "unique_id": f"{uid}_{key}",
+            "command_topic": topics.cmd,
+            "payload_press": json.dumps(payload),
+            "icon": icon,
+        }
+
+    def pain(key: str, name: str, when: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "p": "number",
+            "name": name,
+            "unique_id": f"{uid}_{key}",
+            "command_topic": topics.cmd,
+            "command_template": (
+                f'{{"action": "feedback", "when": "{when}", "pain": {{{{ value | int }}}}}}'
+            ),
+            "min": 0,
+            "max": 10,
+            "step": 1,
+            "mode": "slider",
+            "icon": "mdi:knee",
+            **extra,
+        }
+
+    cmps: dict[str, dict[str, Any]] = {
+        "walker": {
+            "p": "select",
+            "name": "Walker",
+            "unique_id": f"{uid}_walker",
+            "options": list(walkers),
+            "state_topic": cur,
+            "value_template": "{{ value_json.walker }}",
+            "command_topic": topics.cmd,
+            "command_template": '{"action": "walker", "walker": "{{ value }}"}',
+            "icon": "mdi:account",
+        },
+        "start_today": command(
+            "start_today", "Start today's session", {"action": "start", "today": True}, "mdi:play"
+        ),
+        "plan_level": sensor(
+            "plan_level",
+            "Plan level",
+            "{{ value_json.plan ~ ': ' ~ value_json.stage ~ ' ' ~ value_json.level ~ '/' ~ "
+            "value_json.levels if value_json.plan else 'None' }}",
+            icon="mdi:stairs-up",
+        ),
+        "today_backward": sensor(
+            "today_backward",
+            "Today's backward minutes",
+            "{{ value_json.today_backward_min }}",
+            unit_of_measurement="min",
+            icon="mdi:walk",
+        ),
+        "sessions_week": sensor(
+            "sessions_week",
+            "Sessions this week",
+            "{{ value_json.sessions_this_week }}",
+            state_class="measurement",
+            icon="mdi:calendar-check",
+        ),
+        "learned_speed": sensor(
+            "learned_speed",
+            "Own backward speed",
+            "{{ value_json.learned_speed_kmh }}",
+            unit_of_measurement="km/h",
+            device_class="speed",
+            suggested_display_precision=1,
+        ),
+        "coach_says": sensor(
+            "coach_says",
+            "Coach says",
+            "{{ ((value_json.refused or (value_json.why or [''])[0]) or '')[:250] }}",
+            icon="mdi:message-text",
+        ),
+        "felt_easy": command(
+            "felt_easy", "Felt easy", {"action": "feedback", "rating": "easy"}, "mdi:emoticon-happy"
+        ),
+        "felt_right": command(
+            "felt_right", "Felt right", {"action": "feedback", "rating": "right"}, "mdi:emoticon"
+        ),
+        "felt_hard": command(
+            "felt_hard", "Felt hard", {"action": "feedback", "rating": "hard"}, "mdi:emoticon-sad"
+        ),
+        "pain_after": pain(
+            "pain_after",
+            "Knee pain after",
+            "after",
+            state_topic=cur,
+            value_template="{{ value_json.last_pain if value_json.last_pain is not none else 0 }}",
+        ),
+        "pain_before": pain("pain_before", "Knee pain before", "before", optimistic=True),
+    }
+    for key, component in cmps.items():
+        component["default_entity_id"] = f"{component['p']}.{oid}_{key}"  # as discovery_payload
+    return cmps

@@ -36,3 +36,11 @@ class Topics:
     @property
     def cmd_result(self) -> str:
         return f"{self.base}/cmd/result"
+
+    @property
+    def walker_current(self) -> str:
+        """The current walker's status (docs/plans.md §7): what HA's walker entities read."""
+        return f"{self.base}/walker"
+
+    def walker(self, name: str) -> str:
+        return f"{self.base}/walker/{name}"

@@ -25,8 +25,10 @@ from retrotread.errors import ConfigError, ProfileError, RetrotreadError
 from retrotread.link.ftms_client import FtmsTreadmill
 from retrotread.link.transport import GattTransport
 from retrotread.mqtt.commands import (
+    ChooseWalker,
     Command,
     CommandError,
+    Feedback,
     Finish,
     Pause,
     Resume,
@@ -37,6 +39,7 @@ from retrotread.mqtt.commands import (
 )
 from retrotread.profiles.loader import ProfileSet, load_profiles
 from retrotread.profiles.model import Profile, check_profile
+from retrotread.service.coaching import Coaching
 from retrotread.service.cues import CueCommand
 from retrotread.service.runner import SessionRunner
 from retrotread.service.supervisor import LinkState, Supervisor
@@ -124,6 +127,7 @@ class Daemon:
             turn_speed_kmh=t.turn_speed_kmh,
             turn_countdown_s=countdown,
         )
+        self.coaching = _coaching(config, self.runner, self.treadmill)
         self.health = Health(treadmill=t.name or t.address)
         self._health_listeners: list[Callable[[Health], None]] = []
         self.supervisor.add_state_listener(self._on_link_state)
@@ -140,6 +144,7 @@ class Daemon:
 
             self.bridge = MqttBridge(config.mqtt, self)
             self.runner.add_listener(self.bridge.output)
+            self.coaching.add_listener(self.bridge.output)
             self.bridge.add_connection_listener(self._on_broker)
             self.bridge.add_status_listener(self._on_broker_status)
             self.health.broker = "connecting"
@@ -202,6 +207,13 @@ class Daemon:
     def profiles(self) -> list[dict[str, Any]]:  # CommandHandler protocol name
         return self.profiles_payload()
 
+    def walkers(self) -> list[tuple[str, dict[str, Any]]]:  # CommandHandler, optional
+        """The retained walker statuses (kind, payload), published on every connect."""
+        return self.coaching.payloads()
+
+    def walker_names(self) -> list[str]:  # CommandHandler, optional: the HA walker select
+        return self.coaching.coach.walker_names()
+
     def device_description(self) -> tuple[str | None, str | None]:
         caps = self.treadmill.capabilities
         if caps is None:
@@ -238,8 +250,14 @@ class Daemon:
         r.log_command(command.model_dump(mode="json", exclude_none=True))
         if isinstance(command, Stop):
             await r.stop()
+        elif isinstance(command, Start) and command.for_walker:
+            await self.coaching.start(command, self.resolve_profile)
         elif isinstance(command, Start):
             await self.start_profile(command.profile)
+        elif isinstance(command, Feedback):
+            self.coaching.feedback(command)
+        elif isinstance(command, ChooseWalker):
+            self.coaching.choose(command)
         elif isinstance(command, Pause):
             await r.pause()
         elif isinstance(command, Resume):
@@ -342,6 +360,15 @@ class Daemon:
 
 
 # ---------------------------------------------------------------------- wiring
+
+
+def _coaching(config: Config, runner: SessionRunner, treadmill: FtmsTreadmill) -> Coaching:
+    from retrotread.coach.coach import Coach
+
+    coach = Coach.from_config(config)
+    for problem in coach.plans.errors:
+        log.warning("plan skipped: %s", problem)
+    return Coaching(coach, runner, treadmill)
 
 
 def clock_for(config: Config, speedup: float, simulated: bool) -> Clock:
