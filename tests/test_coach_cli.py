@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from retrotread.coach.walkers import WalkerConfig
 from tests.coachhelpers import Walker, coach
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,3 +121,62 @@ def test_progress_table_and_plot(house: Path, tmp_path: Path) -> None:
     assert lines[-1] == str(png)
     none = cli("progress", "--walker", "ben", "-c", str(house))
     assert none.returncode == 0 and none.stdout.startswith("no sessions of ben in ")
+
+
+def test_history_tools_know_the_walker(house: Path, tmp_path: Path) -> None:
+    sessions = tmp_path / "sessions"
+    ben = Walker(coach(sessions, [WalkerConfig(name="ben")]), "ben")
+    ben.walk("knee-6-weeks", datetime.now(UTC) - timedelta(hours=2), pain=4, rating="hard")
+    listed = cli("sessions", "-c", str(house), "list")
+    assert listed.returncode == 0, listed.stderr
+    head, *rows = listed.stdout.splitlines()
+    assert "WALKER" in head
+    assert [r.split()[-2] for r in rows] == ["anna"] * 5 + ["ben"]
+    only = cli("sessions", "-c", str(house), "list", "--walker", "BEN")
+    assert [r.split()[-2] for r in only.stdout.splitlines()[1:]] == ["ben"]
+    nobody = cli("sessions", "-c", str(house), "list", "--walker", "zed")
+    assert nobody.stdout.splitlines()[-1] == "(no sessions of zed)"
+    log = sorted(sessions.glob("*ben.jsonl"))[0]
+    summary = cli("summary", str(log))
+    assert summary.returncode == 0, summary.stderr
+    assert "walker ben, plan knee-6-weeks trial 3" in summary.stdout
+    assert "feedback: felt hard, knee pain after 4/10" in summary.stdout
+    assert "backward walking (ben): 10.0 min this week" in summary.stdout
+    # A garbled sidecar is a note, never a failure.
+    side = log.with_name(log.stem + ".feedback.ndjson")
+    side.write_bytes(b"\xff\xfe garbage\n" + side.read_bytes() + b'{"type": "feedb')
+    summary = cli("summary", str(log))
+    assert summary.returncode == 0
+    assert "feedback: felt hard, knee pain after 4/10" in summary.stdout
+    assert "note: " in summary.stderr and "is not JSON" in summary.stderr
+
+
+def test_demo_walks_weeks_of_a_plan(tmp_path: Path) -> None:
+    """``demo --plan``: the daemon, broker, simulator and a simulated walker, then a plot."""
+    png = tmp_path / "progress.png"
+    p = cli(
+        "demo",
+        "--plan",
+        "retro-start",
+        "--sessions",
+        "4",
+        "--sessions-dir",
+        str(tmp_path),
+        "-o",
+        str(png),
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = [line for line in p.stdout.splitlines() if line.startswith("  20")]
+    assert len(lines) == 4
+    # Session 2: the walker slows the belt (a hold); session 3: again (two in a row: back).
+    assert "retro-start flat 1: 2.0 min backward at 1.8 km/h, completed" in lines[0]
+    assert "slowed to 1.5 at the console" in lines[1] and "flat 2" in lines[1]
+    assert "flat 2" in lines[2] and "at 1.6 km/h" in lines[2]
+    assert "retro-start flat 1" in lines[3] and "at 1.5 km/h" in lines[3]
+    assert "[rule holds-in-a-row]" in p.stdout
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    logs = sorted(tmp_path.glob("coach-*/*.jsonl"))
+    assert len(logs) == 4
+    assert all(json.loads(lg.read_text().splitlines()[0])["walker"] == "sam" for lg in logs)
+    unknown = cli("demo", "--plan", "nope", "--sessions-dir", str(tmp_path))
+    assert unknown.returncode == 2 and "unknown plan 'nope'" in unknown.stderr

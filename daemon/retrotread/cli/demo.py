@@ -40,6 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip the fake BlueZ and talk to the simulator directly",
     )
     parser.add_argument("--sessions-dir", type=Path, help="where the session log goes")
+    coach = parser.add_argument_group(
+        "the coach", "weeks of a plan in a minute or two (a virtual clock; --speedup unused)"
+    )
+    coach.add_argument("--plan", help="walk a plan instead of one profile, e.g. retro-start")
+    coach.add_argument(
+        "--sessions", type=int, default=18, help="how many sessions of the plan (default 18)"
+    )
+    coach.add_argument("--walker", default="sam", help="the simulated walker's name")
+    coach.add_argument("-o", "--output", type=Path, help="the progress plot (PNG)")
 
 
 def default_demo_dir() -> Path:
@@ -80,6 +89,9 @@ def _private_bus(stack: contextlib.ExitStack) -> PrivateBus | None:
 
 def run(args: argparse.Namespace) -> int:
     from retrotread.servers import free_port, mosquitto
+
+    if args.plan is not None:
+        return _coach(args)
 
     sessions = args.sessions_dir or default_demo_dir()
     with (
@@ -153,3 +165,85 @@ def _print_summary(outcome: dict[str, Any], log_path: Path | None) -> None:
         png = log_path.with_suffix(".png")
         plot(load(log_path), png)
         print(f"  plot:      {png}")
+
+
+# ---------------------------------------------------------------------------- the coach
+
+
+def _coach(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from retrotread.errors import RetrotreadError
+    from retrotread.servers import free_port, mosquitto
+
+    if not 1 <= args.sessions <= 60:
+        raise RetrotreadError("--sessions must be between 1 and 60")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    sessions = (args.sessions_dir or default_demo_dir()) / f"coach-{stamp}"
+    with (
+        tempfile.TemporaryDirectory(prefix="retrotread-demo-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        port = free_port()
+        stack.enter_context(mosquitto(Path(tmp), port))
+        asyncio.run(_coach_weeks(args, port, sessions))
+    return 0
+
+
+async def _coach_weeks(args: argparse.Namespace, port: int, sessions: Path) -> None:
+    from datetime import UTC, datetime
+
+    from retrotread.cli.walker_progress import print_weeks
+    from retrotread.clock import VirtualClock
+    from retrotread.coach.coach import Coach
+    from retrotread.coach.plot import plot_progress
+    from retrotread.coach.report import build_report
+    from retrotread.coach.walkers import WalkerConfig
+    from retrotread.config import Config, MqttConfig, SessionsConfig
+    from retrotread.mqtt.coach_phone import CoachPhone
+    from retrotread.service.app import Daemon
+    from retrotread.service.coach_demo import WeeksDriver, monday, story, walk_weeks
+    from retrotread.sim.inprocess import InProcessTransport
+    from retrotread.sim.treadmill import SimConfig, SimTreadmill
+
+    config = Config(
+        mqtt=MqttConfig(host="127.0.0.1", port=port, device_id="demo"),
+        sessions=SessionsConfig(dir=sessions),
+        walker=[WalkerConfig(name=args.walker)],
+    )
+    Coach.from_config(config).plans.get(args.plan)  # an unknown plan: one line, now
+    clock = VirtualClock()
+    driver = WeeksDriver(clock, monday(datetime.now(UTC)))
+    sim = SimTreadmill(SimConfig(data_interval_s=1.0))  # telemetry 1/s: weeks in less time
+    daemon = Daemon(config, InProcessTransport(sim), clock, sim=sim, turn_countdown_s=3.0)
+    daemon.runner.wall = driver.wall
+    print(
+        f"retrotread demo: {args.sessions} sessions of plan {args.plan!r} for {args.walker}, "
+        "Mondays, Wednesdays and Fridays"
+        f"\n  treadmill: simulated, in-process, on a virtual clock"
+        f"\n  broker:    mosquitto on 127.0.0.1:{port}"
+        f"\n  sessions:  {sessions}\n"
+    )
+    stop = asyncio.Event()
+    serving = asyncio.create_task(daemon.run(stop), name="daemon")
+    try:
+        async with CoachPhone(config.mqtt) as phone:
+            await walk_weeks(
+                daemon,
+                phone,
+                driver,
+                walker=args.walker,
+                plan=args.plan,
+                episodes=story(args.sessions),
+            )
+    finally:
+        stop.set()
+        await driver.until(serving.done, 120, step=0.1)
+    await serving
+    coach = Coach.from_config(config)
+    report = build_report(coach.plans, args.walker, coach.history(args.walker), datetime.now(UTC))
+    print()
+    print_weeks(report)
+    out = args.output or sessions / "progress.png"
+    plot_progress(report, out)
+    print(f"\nprogress plot: {out}")

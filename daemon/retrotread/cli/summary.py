@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,9 @@ def run(args: argparse.Namespace) -> int:
     v = load(args.log)
     print_notes(v.log)
     print(f"{v.title} — {v.started_at:%Y-%m-%d %H:%M} UTC — {v.outcome}")
+    if v.walker or v.plan_level:
+        who = f"walker {v.walker}" if v.walker else "no walker named"
+        print(who + (f", plan {v.plan_level}" if v.plan_level else ""))
     if v.interrupted:
         print("(interrupted session: figures cover what was recorded)")
     head = f"{'#':>2} {'PHASE':<16} {'DIR':<9} {'TIME':>6} {'DIST m':>7}"
@@ -44,8 +48,16 @@ def run(args: argparse.Namespace) -> int:
             f"{len(gaps)} gap{'s' if len(gaps) > 1 else ''}: {missing:.0f} s not recorded "
             f"({lost} records lost; figures cover what was recorded)"
         )
-    this_week, last_week = backward_by_week(args.log.parent, datetime.now(UTC))
-    print(f"backward walking: {this_week:.1f} min this week, {last_week:.1f} min last week")
+    from retrotread.coach.feedback import read_feedback
+
+    feedback = read_feedback(args.log)  # the sidecar (docs/plans.md §5); never raises
+    for note in feedback.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if feedback.describe():
+        print(f"feedback: {feedback.describe()}")
+    this_week, last_week = backward_by_week(args.log.parent, datetime.now(UTC), v.walker)
+    whose = f" ({v.walker})" if v.walker else ""
+    print(f"backward walking{whose}: {this_week:.1f} min this week, {last_week:.1f} min last week")
     return 0
 
 

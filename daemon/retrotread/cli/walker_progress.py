@@ -6,9 +6,13 @@ import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from retrotread.cli._shared import load_config
 from retrotread.errors import RetrotreadError
+
+if TYPE_CHECKING:
+    from retrotread.coach.report import Report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,16 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"no sessions of {name} in {coach.sessions_dir}")
         return 0
     print(f"{name}: {len(report.points)} sessions")
-    print(
-        f"{'WEEK OF':<11} {'SESS':>4} {'BACKWARD':>9} {'TOP %':>5} {'SPEED':>5} {'PAIN':>4}  LEVEL"
-    )
-    for w in report.weeks:
-        speed = "-" if w.speed_kmh is None else f"{w.speed_kmh:g}"
-        pain = "-" if w.max_pain is None else str(w.max_pain)
-        print(
-            f"{w.start:%Y-%m-%d}  {w.sessions:>4} {w.backward_min:>5.1f} min "
-            f"{w.top_incline_pct:>5g} {speed:>5} {pain:>4}  {w.level or '-'}"
-        )
+    print_weeks(report)
     if args.output is not None:
         from retrotread.coach.plot import plot_progress
 
@@ -56,3 +51,16 @@ def run(args: argparse.Namespace) -> int:
             raise RetrotreadError(f"cannot write {args.output}: {exc.strerror}") from None
         print(args.output)
     return 0
+
+
+def print_weeks(report: Report) -> None:
+    """The weekly table: sessions, backward minutes, top incline, speed, pain, level."""
+    head = f"{'WEEK OF':<11} {'SESS':>4} {'BACKWARD':>9} {'TOP %':>5} {'SPEED':>5} {'PAIN':>4}"
+    print(f"{head}  LEVEL")
+    for w in report.weeks:
+        speed = "-" if w.speed_kmh is None else f"{w.speed_kmh:g}"
+        pain = "-" if w.max_pain is None else str(w.max_pain)
+        print(
+            f"{w.start:%Y-%m-%d}  {w.sessions:>4} {w.backward_min:>5.1f} min "
+            f"{w.top_incline_pct:>5g} {speed:>5} {pain:>4}  {w.level or '-'}"
+        )

@@ -57,6 +57,18 @@ def plot_progress(report: Report, out: Path) -> dict[str, int]:
         color=colours,
         zorder=2,
     )
+    for p in points:
+        if p.before is not None:  # stepped back before it: days away, or pain given before
+            label = "days away" if p.before == "gap" else "pain before"
+            ax.annotate(
+                f"↓ {label}",
+                (p.when, p.backward_min),
+                xytext=(0, 14),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+                color=ACTION_COLOURS["step-back"],
+            )
     ax.set_ylabel("Backward min\n(week / session)", fontsize=11)
     handles = [Patch(color=ACTION_COLOURS[k], label=v) for k, v in ACTION_LABELS.items()]
     fig.legend(

@@ -73,6 +73,7 @@ class Decision:
     position: int
     reason: str
     session: Path | None = None
+    before: bool = False  # applied when the session was planned (gap, pain given before)
 
     def why(self, plan: Plan) -> str:
         """``advance to flat, level 4 of 9: the session of ... was completed [rule completed]``."""
@@ -124,8 +125,11 @@ class Progress:
         action: Action,
         reason: str,
         session: SessionRecord | None = None,
+        *,
+        before: bool = False,
     ) -> Decision:
-        d = Decision(at, rule, action, self.position, reason, session.path if session else None)
+        path = session.path if session else None
+        d = Decision(at, rule, action, self.position, reason, path, before)
         self.decisions.append(d)
         return d
 
@@ -209,6 +213,7 @@ def _before_session(
                 f"{days:.0f} days since the last session of this plan (more than "
                 f"{rules.gap_days:g}: one level back per {rules.gap_days:g} days)",
                 s,
+                before=True,
             )
     if pain_before is None:
         return
@@ -221,6 +226,7 @@ def _before_session(
             "step-back",
             f"knee pain {pain_before}/10 before the session (at or above {rules.pain_step_back})",
             s,
+            before=True,
         )
     elif pr.last_pain is not None and pain_before - pr.last_pain >= rules.pain_rise_hold:
         if last is not None and (back := _position_of(plan, last)) is not None:
@@ -232,6 +238,7 @@ def _before_session(
             f"knee pain rose from {pr.last_pain} to {pain_before} since last time (a rise of "
             f"{rules.pain_rise_hold} or more)",
             s,
+            before=True,
         )
 
 

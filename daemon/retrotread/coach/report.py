@@ -28,6 +28,7 @@ class SessionPoint:
     pain_before: int | None
     pain_after: int | None
     rating: str | None
+    before: str | None = None  # a rule that moved the walker before it: gap, pain-high
 
 
 @dataclass
@@ -54,15 +55,22 @@ def build_report(
     plans: PlanSet, walker: str, sessions: Sequence[SessionRecord], now: datetime
 ) -> Report:
     """Every session of ``walker`` with what the coach made of it, and weekly totals."""
+    if sessions:  # a log dated ahead of this clock (a demo's weeks) still counts
+        now = max(now, sessions[-1].started_at + timedelta(seconds=1))
     decided: dict[object, Decision] = {}
+    moved: dict[object, Decision] = {}
     for name in {s.plan for s in sessions if s.plan}:
         plan = plans.plans.get(name)
         if plan is None:
             continue
         pr = fold(plan, sessions, now)
         for decision in pr.decisions:
-            # The last decision about a session is what its outcome and feedback did.
-            if decision.session is not None and decision.rule not in ("start", "gap"):
+            if decision.session is None or decision.rule == "start":
+                continue
+            if decision.before:  # the gap, or pain given before it: what it started at
+                if decision.action == "step-back":
+                    moved.setdefault(decision.session, decision)
+            else:  # the last one about a session is what its outcome and feedback did
                 decided[decision.session] = decision
     report = Report(walker)
     for i, s in enumerate(sessions):
@@ -83,12 +91,13 @@ def build_report(
                 pain_before=s.feedback.pain_before,
                 pain_after=s.feedback.pain_after,
                 rating=s.feedback.rating,
+                before=moved[s.path].rule if s.path in moved else None,
             )
         )
     if not report.points:
         return report
     week = week_start(report.points[0].when)
-    last = week_start(now)
+    last = max(week_start(now), week_start(report.points[-1].when))
     while week <= last:
         row = WeekRow(week)
         inside = [p for p in report.points if week <= p.when < week + timedelta(days=7)]

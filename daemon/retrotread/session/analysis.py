@@ -60,6 +60,20 @@ class SessionView:
         return self.log.outcome
 
     @property
+    def walker(self) -> str | None:
+        """Who walked it (the header's ``walker``, docs/plans.md §6), when it says."""
+        w = (self.log.header or {}).get("walker")
+        return w if isinstance(w, str) and w else None
+
+    @property
+    def plan_level(self) -> str | None:
+        """``retro-start flat 4`` for a plan session (the header's ``plan``)."""
+        plan = (self.log.header or {}).get("plan")
+        if not isinstance(plan, dict) or not isinstance(plan.get("name"), str):
+            return None
+        return f"{plan['name']} {plan.get('stage', '?')} {plan.get('level', '?')}"
+
+    @property
     def interrupted(self) -> bool:
         return self.log.interrupted
 
@@ -160,8 +174,11 @@ def week_start(d: datetime) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=UTC) - timedelta(days=d.weekday())
 
 
-def backward_by_week(directory: Path, now: datetime) -> tuple[float, float]:
-    """Minutes walked backward this week and last week, from every log in ``directory``."""
+def backward_by_week(
+    directory: Path, now: datetime, walker: str | None = None
+) -> tuple[float, float]:
+    """Minutes walked backward this week and last week, from every log in ``directory``
+    (only ``walker``'s, when given: the header's ``walker``, compared without case)."""
     from retrotread.session.log import list_sessions
 
     this_week = week_start(now)
@@ -171,6 +188,8 @@ def backward_by_week(directory: Path, now: datetime) -> tuple[float, float]:
         try:
             v = load(p)
         except SessionLogError:
+            continue
+        if walker is not None and (v.walker or "").casefold() != walker.casefold():
             continue
         if v.started_at >= this_week:
             cur += v.backward_s
