@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-
 from retrotread.clock import VirtualClock
 from retrotread.coach.walkers import WalkerConfig
 from retrotread.config import Config, MqttConfig, SafetyConfig, SessionsConfig
@@ -29,53 +27,17 @@ from retrotread.sim.inprocess import InProcessTransport
 from retrotread.sim.treadmill import SimConfig, SimTreadmill
 from tests.broker import Broker
 from tests.coachhelpers import T0
+from tests.test_daemon_mqtt import BASE, Phone
 
-BASE = "retrotread/coach"
 SIM = SimTreadmill(SimConfig())
 SPEED, INCLINE = SIM.speed_range, SIM.incline_range
 MWF = [7 * week + d for week in range(6) for d in (0, 2, 4)]  # six weeks, 18 sessions
 
 
-class Phone:
-    """An MQTT client that sends commands and remembers what it hears (retained too)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.got: list[tuple[str, Any]] = []
-        self.client: aiomqtt.Client | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
-        self._n = 0
-
-    async def _run(self) -> None:
-        async with aiomqtt.Client("127.0.0.1", self.port) as c:
-            self.client = c
-            await c.subscribe(f"{BASE}/cmd/result", qos=1)
-            await c.subscribe(f"{BASE}/walker/#", qos=1)
-            await c.subscribe(f"{BASE}/walker", qos=1)
-            await c.subscribe("homeassistant/device/#", qos=1)
-            self._ready.set()
-            async for m in c.messages:
-                raw = m.payload
-                data = bytes(raw) if isinstance(raw, bytes | bytearray) else b""
-                self.got.append((str(m.topic), json.loads(data) if data else None))
-
-    async def __aenter__(self) -> Phone:
-        self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self._ready.wait(), 10)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    def on(self, topic: str) -> list[Any]:
-        return [v for t, v in self.got if t == f"{BASE}/{topic}"]
-
-    def last(self, topic: str) -> Any:
-        values = self.on(topic)
-        return values[-1] if values else None
+def last(phone: Phone, topic: str) -> Any:
+    """The latest payload the phone heard on ``<base>/<topic>``."""
+    values = phone.on(topic)
+    return values[-1] if values else None
 
 
 @dataclass
@@ -87,6 +49,7 @@ class Rig:
     days: float = 0.0  # days added to the virtual wall clock
     day: float = -2.0  # the day (after T0) of the last session
     results: list[dict[str, Any]] = field(default_factory=list)
+    sent: int = 0  # commands sent (their ids)
 
     def wall(self) -> float:
         return T0.timestamp() + self.days * 86400 + self.clock.monotonic()
@@ -102,8 +65,8 @@ class Rig:
             await asyncio.sleep(0.0005)
 
     async def command(self, payload: dict[str, Any]) -> dict[str, Any]:
-        self.phone._n += 1
-        cid = f"c{self.phone._n}"
+        self.sent += 1
+        cid = f"coach{self.sent}"
         assert self.phone.client is not None
         await self.phone.client.publish(f"{BASE}/cmd", json.dumps({**payload, "id": cid}), qos=1)
         found: list[dict[str, Any]] = []
@@ -173,7 +136,7 @@ async def coach_rig(
     broker: Broker, tmp_path: Path, walkers: list[WalkerConfig], safety: SafetyConfig
 ) -> AsyncIterator[Rig]:
     config = Config(
-        mqtt=MqttConfig(host="127.0.0.1", port=broker.port, device_id="coach"),
+        mqtt=MqttConfig(host="127.0.0.1", port=broker.port, device_id="t1"),
         sessions=SessionsConfig(dir=tmp_path / "sessions"),
         safety=safety,
         walker=walkers,
@@ -253,13 +216,13 @@ async def test_six_weeks_flat_then_hill_through_the_daemon(broker: Broker, tmp_p
             await rig.walk({"today": True}, console_kmh=2.2, feedback=pain_2, day=next(days))
         )
         # The retained walker topic after week 1.
-        status = rig.phone.last("walker/anna")
+        status = last(rig.phone, "walker/anna")
         assert (status["plan"], status["stage"], status["level"]) == ("retro-start", "flat", 4)
         assert status["learned_speed_kmh"] == 2.2
         assert (status["last_pain"], status["sessions_this_week"]) == (2, 3)
         assert status["today"]["backward_min"] == 4.0
         assert status["today"]["backward_speed_kmh"] == 2.2
-        assert rig.phone.last("walker")["walkers"] == ["anna"]
+        assert last(rig.phone, "walker")["walkers"] == ["anna"]
         # Weeks 2-3: every session completed.
         for _ in range(5):
             walked.append(await rig.walk({"today": True}, feedback=right, day=next(days)))
@@ -304,10 +267,10 @@ async def test_six_weeks_flat_then_hill_through_the_daemon(broker: Broker, tmp_p
         assert started == ["2026-11-02", "2026-12-11"]  # six calendar weeks, Monday to Friday
         for w in walked:
             assert_within_limits(w["log"], safety, anna)
-        status = rig.phone.last("walker/anna")
+        status = last(rig.phone, "walker/anna")
         assert (status["plan"], status["complete"]) == ("retro-hill", True)
         # Home Assistant sees the coach's entities in the device.
-        config = next(v for t, v in rig.phone.got if t == "homeassistant/device/coach/config")
+        config = next(v for t, v, _ in rig.phone.got if t == "homeassistant/device/t1/config")
         cmps = config["cmps"]
         assert cmps["walker"]["options"] == ["anna"]
         assert cmps["start_today"]["payload_press"] == '{"action": "start", "today": true}'
@@ -392,7 +355,7 @@ async def test_early_stops_pain_and_a_gap_through_the_daemon(
         assert_within_limits(carla["log"], safety, other)
         for w in walked:
             assert_within_limits(w["log"], safety, ben)
-        assert rig.phone.last("walker")["walker"] == "carla"  # the current walker followed
+        assert last(rig.phone, "walker")["walker"] == "carla"  # the current walker followed
     logs = [read_session(p) for p in list_sessions(tmp_path / "sessions")]
     assert [lg.header.get("walker") for lg in logs].count("ben") == len(walked)
     assert [lg.header.get("walker") for lg in logs].count("carla") == 1
