@@ -127,7 +127,17 @@ class Rig:
         )
         log = read_session(runner.last_log)
         if feedback is not None:
+            topic = f"walker/{log.header['walker']}"
+            heard = len(self.phone.on(topic))
             assert (await self.command({"action": "feedback", **feedback}))["ok"]
+
+            # The status is worked out off the event loop: wait until it is out.
+            def out() -> bool:
+                values = self.phone.on(topic)
+                pain = feedback.get("pain", values[-1]["last_pain"] if values else None)
+                return len(values) > heard and values[-1]["last_pain"] == pain
+
+            await self.drive(out, limit_s=60, step=0.05)
         return {"log": log, "result": result}
 
 

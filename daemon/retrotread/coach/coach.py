@@ -143,12 +143,17 @@ class Coach:
 
     # ------------------------------------------------------------------ which plan
 
-    def current_plan(self, walker: str | None, now: datetime) -> Plan:
+    def current_plan(
+        self,
+        walker: str | None,
+        now: datetime,
+        sessions: Sequence[SessionRecord] | None = None,
+    ) -> Plan:
         """The plan ``start`` without one uses: the walker's configured plan, else the plan
         of their latest plan session, else retro-start; then on through ``next`` while the
         plan is complete and the next one is open to them."""
         name, cfg = self.resolve_walker(walker)
-        sessions = self.history(name)
+        sessions = self.history(name) if sessions is None else sessions
         chosen = cfg.plan if cfg is not None and cfg.plan else None
         if chosen is None:
             chosen = next((s.plan for s in reversed(sessions) if s.plan), None)
@@ -196,11 +201,17 @@ class Coach:
         *,
         device: DeviceRanges | None = None,
         pain_before: int | None = None,
+        sessions: Sequence[SessionRecord] | None = None,
     ) -> Today:
-        """Today's session; CoachRefused names walker, plan and rule when there is none."""
+        """Today's session; CoachRefused names walker, plan and rule when there is none.
+
+        ``sessions``: the walker's history when the caller has it already.
+        """
         name, cfg = self.resolve_walker(walker)
-        chosen = self.plans.get(plan) if plan is not None else self.current_plan(name, now)
-        sessions = self.history(name)
+        sessions = self.history(name) if sessions is None else sessions
+        chosen = (
+            self.plans.get(plan) if plan is not None else self.current_plan(name, now, sessions)
+        )
         limits = effective_limits(self.safety, cfg)
         rules = chosen.progression
         for required, pr in self._missing(chosen, sessions, now):
@@ -294,7 +305,7 @@ class Coach:
             "updated": now.isoformat().replace("+00:00", "Z"),
         }
         try:
-            plan = self.current_plan(name, now)
+            plan = self.current_plan(name, now, sessions)
         except CoachError as exc:
             out["refused"] = str(exc)
             return out
@@ -309,7 +320,7 @@ class Coach:
             learned_speed_kmh=within(learned_speed(plan, sessions), self.limits(name), name).kmh,
         )
         try:
-            today = self.today(name, plan.name, now, device=device)
+            today = self.today(name, plan.name, now, device=device, sessions=sessions)
         except CoachError as exc:
             out["refused"] = str(exc)
             out["why"] = _recent_reasons(plan, progress)

@@ -159,6 +159,20 @@ def _read_events(log: SessionLog, rec: SessionRecord, phases: list[dict[str, Any
                 rec.speed_choices.append(chosen / factor)
 
 
+def read_log(path: Path) -> SessionLog:
+    """What the coach needs of a log: its events, and its telemetry only when it matters.
+
+    Most logs are read for their header, events and footer alone (a tenth of the work of
+    parsing every frame and sample); one with a console change (the speed chosen is read
+    from the telemetry after it) or without a footer (its figures come from the samples)
+    is read whole.
+    """
+    log = read_session(path, kinds=("event",))
+    if log.footer is None or any(r.get("event") == "override" for r in log.of("event")):
+        log = read_session(path)
+    return log
+
+
 def _factor(rec: SessionRecord, phase: dict[str, Any], target: float) -> float | None:
     """The phase's speed as a fraction of the walker's flat backward speed, if known."""
     if rec.basis_kmh is not None:
@@ -240,7 +254,7 @@ class HistoryReader:
         if hit is not None and hit[0] == key:
             return hit[1]
         try:
-            rec = record_from_log(read_session(path))
+            rec = record_from_log(read_log(path))
         except SessionLogError:
             rec = None
         if rec is not None:

@@ -10,6 +10,7 @@ forward recovery between bouts). The rules that move a walker between levels liv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -178,7 +179,14 @@ class Plan(_Model):
         return None
 
     def spec(self, position: int) -> LevelSpec:
-        """The level at ``position`` with its stage's defaults filled in."""
+        """The level at ``position`` (clamped into the plan), its stage's defaults filled in."""
+        return self._specs[min(max(position, 0), self.positions - 1)]
+
+    @cached_property
+    def _specs(self) -> tuple[LevelSpec, ...]:
+        return tuple(self._resolve(p) for p in range(self.positions))
+
+    def _resolve(self, position: int) -> LevelSpec:
         si, li = self.locate(position)
         stage = self.stage[si]
         level = stage.level[li]

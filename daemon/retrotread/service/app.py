@@ -279,6 +279,7 @@ class Daemon:
         tasks.append(asyncio.create_task(self.runner.run(), name="session-runner"))
         tasks.append(asyncio.create_task(self.supervisor.run(), name="supervisor"))
         tasks.append(asyncio.create_task(self._look_after_sessions(), name="sessions-dir"))
+        tasks.append(asyncio.create_task(self.coaching.run(), name="walker-status"))
         if self.cues is not None:
             tasks.append(asyncio.create_task(self.cues.run(), name="cues"))
         if self.bridge is not None:

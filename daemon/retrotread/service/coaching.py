@@ -8,6 +8,7 @@ session's sidecar; every change publishes the walker's retained status.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -53,6 +54,9 @@ class Coaching:
         self._listeners: list[Listener] = []
         self._running: tuple[str, Path] | None = None  # the walker of the session running
         self._pending: dict[str, tuple[int, datetime]] = {}  # pain before, when given
+        self._last: dict[str, dict[str, Any]] = {}  # the latest status of each walker
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()  # one piece of coach work at a time
         self.current = self._first_walker()
         runner.add_listener(self._on_output)
 
@@ -69,25 +73,46 @@ class Coaching:
                 log.exception("walker listener failed")
 
     def publish(self, walker: str) -> None:
-        """The walker's retained status, and the current walker's if it is them."""
+        """Work out the walker's status away from the event loop, then publish it.
+
+        A year of logs is tens of milliseconds of work: done in a thread, so a running
+        belt's setpoints and a stop never wait for it.
+        """
+        task = asyncio.get_running_loop().create_task(
+            self._publish(walker), name=f"walker-status-{walker}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, walker: str) -> None:
         try:
-            status = self.status(walker)
+            async with self._lock:
+                status = await asyncio.to_thread(self.status, walker)
         except RetrotreadError as exc:  # a broken plan must not cost a session
             log.warning("walker %s: no status: %s", walker, exc)
             return
+        self._emit_status(status)
+
+    def _emit_status(self, status: dict[str, Any]) -> None:
+        self._last[str(status["walker"]).casefold()] = status
         self._emit("walker", status)
-        if walker.casefold() == self.current.casefold():
+        if str(status["walker"]).casefold() == self.current.casefold():
             self._emit("walker_current", self._current_payload(status))
 
+    async def run(self, every_s: float = 3600.0) -> None:
+        """Every walker's status now and every hour (weeks turn, gaps grow, rest days end)."""
+        while True:
+            for name in self.coach.walker_names():
+                await self._publish(name)
+            await asyncio.sleep(every_s)
+
     def payloads(self) -> list[tuple[str, dict[str, Any]]]:
-        """Every walker's status and the current walker's (after a broker connect)."""
+        """The latest status of every walker and of the current one (after a connect)."""
         out: list[tuple[str, dict[str, Any]]] = []
         for name in self.coach.walker_names():
-            try:
-                status = self.status(name)
-            except RetrotreadError as exc:
-                log.warning("walker %s: no status: %s", name, exc)
-                continue
+            status = self._last.get(name.casefold())
+            if status is None:
+                continue  # not worked out yet: published as soon as it is
             out.append(("walker", status))
             if name.casefold() == self.current.casefold():
                 out.append(("walker_current", self._current_payload(status)))
@@ -158,7 +183,10 @@ class Coaching:
             return await self._start_profile(profiles(command.profile), walker)
         pain = command.pain if command.pain is not None else self._take_pending(walker)
         now = self.now()
-        today = self.coach.today(walker, command.plan, now, device=self.device(), pain_before=pain)
+        async with self._lock:  # the belt is at rest: this may take the loop a moment
+            today = self.coach.today(
+                walker, command.plan, now, device=self.device(), pain_before=pain
+            )
         sid: str = await self.runner.start(
             today.profile,
             limits=today.limits,
