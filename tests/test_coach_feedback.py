@@ -134,3 +134,22 @@ def test_the_reader_rereads_only_changed_files(tmp_path: Path) -> None:
     append_feedback(log, Feedback(pain=3))
     again = reader.read(log)
     assert again is not first and again is not None and again.feedback.pain_after == 3
+
+
+def test_reading_only_events_skips_samples_and_frames(tmp_path: Path) -> None:
+    from retrotread.session.log import read_session
+
+    log = a_log(tmp_path)
+    with open(log, "ab") as fh:
+        fh.write(b'{"type": "telemetry", "t": 1}\n')  # not the writer's spelling: parsed
+        fh.write(b"garbage\n")
+    full = read_session(log)
+    events = read_session(log, kinds=("event",))
+    assert events.header == full.header and events.footer == full.footer
+    assert list(events.of("event")) == list(full.of("event"))
+    assert not list(events.of("rx")) and list(full.of("telemetry"))
+    # Only lines the writer wrote are skipped unread; odd ones are read (and reported).
+    assert [r for r in events.records if r.get("type") == "telemetry"] == [
+        {"type": "telemetry", "t": 1}
+    ]
+    assert events.bad_lines == full.bad_lines != []
