@@ -363,9 +363,14 @@ async def test_early_stops_pain_and_a_gap_through_the_daemon(
         carla = await rig.walk({"walker": "carla", "plan": "retro-start"})
         assert level(carla["log"])[2] == 1
         assert_within_limits(carla["log"], safety, other)
+        # A plain "start" (HA's Start button) runs her session again: hers, under her limits.
+        again = await rig.walk({})
+        assert again["log"].header["walker"] == "carla"
+        assert again["log"].header["plan"] == carla["log"].header["plan"]
+        assert_within_limits(again["log"], safety, other)
         for w in walked:
             assert_within_limits(w["log"], safety, ben)
         assert last(rig.phone, "walker")["walker"] == "carla"  # the current walker followed
     logs = [read_session(p) for p in list_sessions(tmp_path / "sessions")]
     assert [lg.header.get("walker") for lg in logs].count("ben") == len(walked)
-    assert [lg.header.get("walker") for lg in logs].count("carla") == 1
+    assert [lg.header.get("walker") for lg in logs].count("carla") == 2

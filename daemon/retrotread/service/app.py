@@ -243,6 +243,11 @@ class Daemon:
 
     async def start_profile(self, name: str | None) -> str:
         profile = self.resolve_profile(name)
+        if name is None:
+            # Start again: a walker's session again under their limits, as theirs.
+            again = self.coaching.again(profile)
+            if again is not None:
+                return await self.runner.start(profile, limits=again[0], header=again[1])
         return await self.runner.start(profile)
 
     async def handle(self, command: Command) -> None:

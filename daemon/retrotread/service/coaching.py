@@ -57,6 +57,7 @@ class Coaching:
         self._last: dict[str, dict[str, Any]] = {}  # the latest status of each walker
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()  # one piece of coach work at a time
+        self._again: tuple[Profile, Any, dict[str, Any]] | None = None  # the last walker start
         self.current = self._first_walker()
         runner.add_listener(self._on_output)
 
@@ -187,11 +188,9 @@ class Coaching:
             today = self.coach.today(
                 walker, command.plan, now, device=self.device(), pain_before=pain
             )
-        sid: str = await self.runner.start(
-            today.profile,
-            limits=today.limits,
-            header={"walker": today.walker, "plan": today.header_plan},
-        )
+        header = {"walker": today.walker, "plan": today.header_plan}
+        sid: str = await self.runner.start(today.profile, limits=today.limits, header=header)
+        self._again = (today.profile, today.limits, header)
         path = self.runner.last_log
         if path is not None:
             self._running = (today.walker, path)
@@ -214,11 +213,20 @@ class Coaching:
             )
         except ProfileError as exc:
             raise CommandError(f"for walker {walker!r}: {exc}") from None
-        sid: str = await self.runner.start(profile, limits=limits, header={"walker": walker})
+        header = {"walker": walker}
+        sid: str = await self.runner.start(profile, limits=limits, header=header)
+        self._again = (profile, limits, header)
         if self.runner.last_log is not None:
             self._running = (walker, self.runner.last_log)
         self.current = walker
         return sid
+
+    def again(self, profile: Profile) -> tuple[Any, dict[str, Any]] | None:
+        """(limits, header) when ``profile`` was last started for a walker: a plain "start"
+        (HA's Start button) runs it again as theirs, never under the looser [safety]."""
+        if self._again is not None and self._again[0] is profile:
+            return self._again[1], self._again[2]
+        return None
 
     def feedback(self, command: Feedback) -> Path | None:
         """Store a report with the walker's session; None when it waits for their start."""
