@@ -137,10 +137,11 @@ class ControlPoint:
         self.has_control = False
         self._revocations += 1
 
-    def withdraw(self, future: asyncio.Future[cp.ControlResponse], why: str) -> None:
+    def withdraw(self, future: asyncio.Future[cp.ControlResponse], why: str) -> bool:
         """Take back one request if it is not on the wire yet (it fails with ``Superseded``).
 
-        One already written keeps its future: its result still tells what the treadmill did.
+        True when it will not reach the treadmill; False when it is (or was) on the wire:
+        then it keeps its future, whose result still tells what the treadmill did.
         """
         for job in list(self._queue):
             if job.future is future:
@@ -148,10 +149,17 @@ class ControlPoint:
                 if not future.done():
                     future.set_exception(Superseded(_name(job.request), why))
                     future.exception()
-                return
+                return True
         current = self._current
-        if current is not None and current.future is future and not current.written:
+        if current is not None and current.future is future:
+            if current.written:
+                return False
             current.dropped = why
+            return True
+        # Finished, or not ours: taken back only if it surely never reached the wire.
+        if not future.done():
+            return False
+        return future.cancelled() or isinstance(future.exception(), Superseded)
 
     def cancel_queued(self, why: str) -> None:
         """Drop every request not yet on the wire: ``Superseded``.

@@ -266,9 +266,9 @@ class FtmsTreadmill:
         """Queue one Control Point request; see ``ControlPoint.submit``."""
         return self.control.submit(request, urgent=urgent)
 
-    def withdraw(self, future: asyncio.Future[cp.ControlResponse], why: str) -> None:
+    def withdraw(self, future: asyncio.Future[cp.ControlResponse], why: str) -> bool:
         """Take back one request not yet on the wire; see ``ControlPoint.withdraw``."""
-        self.control.withdraw(future, why)
+        return self.control.withdraw(future, why)
 
     def cancel_queued(self, why: str) -> None:
         """Drop every Control Point request still waiting; see ``ControlPoint``."""

@@ -224,7 +224,6 @@ class SessionRunner:
         self._stop_waiters: list[asyncio.Future[Any]] = []
         self._idle_waiters: list[asyncio.Future[Any]] = []
         self._start_acked = False
-        self._start_sent = False
         self._walker_speed: float | None = None  # chosen at the console while Start was out
         self._start_deadline = math.inf
         self._first_sample = False  # connected, waiting for the first Treadmill Data
@@ -237,6 +236,9 @@ class SessionRunner:
         self._control_echo: dict[str, float] = {}  # "pause" | "stop" | "start" -> until
         self._start_request: asyncio.Future[cp.ControlResponse] | None = None
         self._setpoint_request: dict[Quantity, asyncio.Future[cp.ControlResponse]] = {}
+        # A console change of a quantity while our write of it was out ("console"), and
+        # then our own echo after it ("ours-later"): which target came last.
+        self._race: dict[Quantity, str] = {}
         self._epoch = 0  # one per link: results from an earlier link are stale
         # The inbox.
         self._inbox: deque[Message] = deque()
@@ -760,7 +762,6 @@ class SessionRunner:
         grid = s.engine.device.speed
         self._set_belt(Belt.STARTING, now)
         self._start_acked = False
-        self._start_sent = False
         self._walker_speed = None
         self._start_deadline = math.inf
         self._submit_setpoint("speed", grid.value(grid.start), now, job="restart_speed")
@@ -812,6 +813,7 @@ class SessionRunner:
     ) -> None:
         self._outstanding[q] = True
         self._echo[q] = (value, math.inf)
+        self._race.pop(q, None)
         s = self.session
         if s is not None:
             s.watch[q].commanded(value, now)
@@ -845,7 +847,9 @@ class SessionRunner:
         if done.epoch != self._epoch:
             return  # from a link that has since dropped: the link-loss path handled it
         kind = {"start": "start", "pause": "pause", "stop": "stop"}.get(done.job)
-        if kind is not None:
+        if kind is not None and kind in self._control_echo:
+            # Its echo may still come (FTMS.md §8.3 rule 8: either order), for a little
+            # while; one that came already is not waited for again.
             self._control_echo[kind] = now + ECHO_WINDOW_S
         if done.quantity is not None:
             self._outstanding[done.quantity] = False
@@ -854,9 +858,18 @@ class SessionRunner:
             # The treadmill took it by the time its answer is here: the next write of this
             # quantity is spaced from now (the wire's own timing cannot make them closer).
             self._written_at[done.quantity] = now
+            race = self._race.pop(done.quantity, None)
+            echo_pending = done.quantity in self._echo
             if done.ok:
-                self.targets[done.quantity] = value
-                self._echo[done.quantity] = (value, now + ECHO_WINDOW_S)
+                if race != "console":
+                    self.targets[done.quantity] = value
+                elif echo_pending:
+                    # The walker changed it while this write was out, and no echo says
+                    # which came last: nobody knows the target (a steady reading will).
+                    self.targets[done.quantity] = None
+                # else: our echo came before the walker's change: theirs is the latest.
+                if echo_pending:
+                    self._echo[done.quantity] = (value, now + ECHO_WINDOW_S)
             else:
                 self._echo.pop(done.quantity, None)
         {
@@ -1007,8 +1020,6 @@ class SessionRunner:
         s = self.session
         if s is not None and not s.log.closed:
             s.log.frame(frame.direction, frame.t, frame.char, frame.data)
-        if frame.direction == "tx" and frame.data == cp.start_or_resume():
-            self._start_sent = True  # on the wire: it cannot be called back
 
     def _on_link_down(self, event: LinkDown, now: float) -> None:
         self._epoch += 1
@@ -1043,6 +1054,7 @@ class SessionRunner:
         self._still_since = math.inf
         self._echo.clear()
         self._control_echo.clear()
+        self._race.clear()
 
     def _on_link_up(self, event: LinkUp, now: float) -> None:
         self._epoch += 1
@@ -1287,11 +1299,22 @@ class SessionRunner:
         echo = self._echo.get(q)
         self.targets[q] = value
         if echo is not None and abs(echo[0] - value) < 1e-6 and now <= echo[1]:
+            del self._echo[q]
+            if self._race.get(q) == "console":
+                self._race[q] = "ours-later"
             return  # our own write, echoed (FTMS.md §8.3 rule 8: maybe before its reply)
+        if self._outstanding[q]:
+            self._race[q] = "console"
         s = self.session
         if s is None or not s.alive:
             return
-        if q == "speed" and self.belt == Belt.STARTING and self._start_sent:
+        start = self._start_request
+        if (
+            q == "speed"
+            and self.belt == Belt.STARTING
+            and start is not None
+            and not self.treadmill.withdraw(start, "the walker chose a speed at the console")
+        ):
             # Start is on the wire: the belt will head for the walker's speed. Theirs for
             # the rest of the phase, once it runs.
             self._walker_speed = value
