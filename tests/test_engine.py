@@ -744,6 +744,9 @@ def test_any_commands_at_any_tick_times_keep_every_rule(
                 COMMANDS[which](e, t, x)
             if which == len(COMMANDS) - 1:
                 rebased.append(t)
+            # The runner ticks after every message it handles: so do we (a pause and a
+            # resume at one instant show the belt stopping, then restarting low).
+            series.append((t, e.tick(t)))
         t += gap
     _check_invariants(series, device, limits, rebased)
     for _, s in series:

@@ -240,6 +240,11 @@ class FtmsTreadmill:
         data = bytes(value)
         short = uuids.short_name(uuid)
         self._emit(RawFrame("rx", short, data, now))
+        if not self._up and uuid != uuids.CONTROL_POINT:
+            # Notifications flow while connect() still reads and subscribes: they belong
+            # to no link yet (LinkUp comes first), and a stale status replayed on subscribe
+            # (FTMS.md §12 #17) is one of them.
+            return
         try:
             if uuid == uuids.TREADMILL_DATA:
                 self.last_data_at = now

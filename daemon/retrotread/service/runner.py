@@ -230,6 +230,7 @@ class SessionRunner:
         self._steady_since: dict[Quantity, float] = {"speed": math.inf, "incline": math.inf}
         self._still_since = math.inf  # the belt's speed has read 0 since then
         self._last_sample_at = -math.inf
+        self._training: int | None = None  # the treadmill's Training Status, as last told
         self._outstanding: dict[Quantity, bool] = {"speed": False, "incline": False}
         self._written_at: dict[Quantity, float] = {"speed": -math.inf, "incline": -math.inf}
         self._echo: dict[Quantity, tuple[float, float]] = {}  # value, until
@@ -589,6 +590,14 @@ class SessionRunner:
             f"Starting {profile.title or profile.name}.",
             profile=profile.name,
         )
+        if self.belt in (Belt.STOPPED, Belt.UNKNOWN) and self._training in (
+            TrainingStatus.MANUAL_MODE,
+            TrainingStatus.OTHER,
+            TrainingStatus.PRE_WORKOUT,
+        ):
+            # The treadmill says it is in a workout (its console started one, perhaps at
+            # 0 km/h): pause it first, so that the session starts from a belt at rest.
+            self._submit_pause(now, "before the start")
         self._emit_engine_events(session, session.step)
         self._publish_state()
         return sid
@@ -1023,6 +1032,7 @@ class SessionRunner:
 
     def _on_link_down(self, event: LinkDown, now: float) -> None:
         self._epoch += 1
+        self._first_sample = False
         for q in QUANTITIES:
             if self._outstanding[q]:
                 self._written_at[q] = now  # it may have reached the treadmill just now
@@ -1052,6 +1062,7 @@ class SessionRunner:
         self.actual = {"speed": None, "incline": None}
         self._steady_since = {"speed": math.inf, "incline": math.inf}
         self._still_since = math.inf
+        self._training = None
         self._echo.clear()
         self._control_echo.clear()
         self._race.clear()
@@ -1076,6 +1087,7 @@ class SessionRunner:
     def _on_telemetry(self, event: Telemetry, now: float) -> None:
         r = event.record
         speed = r.speed_kmh
+        previous_speed = self.actual["speed"] or 0.0
         new: dict[Quantity, float | None] = {"speed": speed, "incline": r.incline_pct}
         for q in QUANTITIES:
             # Without a known target, only a value that has not moved for a while stands
@@ -1103,7 +1115,9 @@ class SessionRunner:
         elif s is None and not self.stop_latched:
             # Nobody's session: follow what the walker does at the console (statuses say
             # it first; a belt at 0 during the console's countdown is not stopped).
-            if self.belt == Belt.STOPPED and moving:
+            if self.belt == Belt.STOPPED and moving and (speed or 0.0) > previous_speed + 0.05:
+                # Speeding up: started at the console (one that sends no status). A belt
+                # still slowing down after a stop is not started.
                 self._set_belt(Belt.RUNNING, now)
             elif self.belt == Belt.RUNNING and now - self._still_since >= STILL_S:
                 self._set_belt(Belt.STOPPED, now)
@@ -1201,6 +1215,7 @@ class SessionRunner:
     def _on_training(self, event: TrainingChanged, now: float) -> None:
         s = self.session
         status = event.training.status
+        self._training = status
         if (
             status == TrainingStatus.POST_WORKOUT
             and s is not None
