@@ -3,7 +3,10 @@
 stop: from the `stop` command published to the broker to the Stop op code (08 01) arriving
 at the treadmill's control point, with the in-process simulator and through the fake
 BlueZ (real bleak). telemetry: from a Treadmill Data notification leaving the treadmill to
-the MQTT telemetry message reaching a subscriber.
+the MQTT telemetry message reaching a subscriber. command round trip: a phone publishes
+`stop` (the belt at rest) and waits for its `cmd/result`, one command at a time; the stop
+goes all the way to the treadmill and back, so this is what a person pressing Stop waits
+for.
 
 Run: .venv/bin/python bench/latency.py [--trials 25]
 """
@@ -70,9 +73,13 @@ async def _transport(sim: SimTreadmill, ble: bool, stack: contextlib.AsyncExitSt
     return BleakTransport(address=sim.address, scan_timeout_s=5.0)
 
 
-async def run_case(ble: bool, trials: int, tmp: Path) -> tuple[list[float], list[float]]:
+Samples = tuple[list[float], list[float], list[float]]
+
+
+async def run_case(ble: bool, trials: int, tmp: Path) -> Samples:
     stop_ms: list[float] = []
     tele_ms: list[float] = []
+    round_ms: list[float] = []
     async with contextlib.AsyncExitStack() as stack:
         port = free_port()
         stack.enter_context(mosquitto(tmp, port))
@@ -99,7 +106,20 @@ async def run_case(ble: bool, trials: int, tmp: Path) -> tuple[list[float], list
 
         listener = asyncio.create_task(listen())
         start = b'{"action": "start", "profile": "first-steps"}'
+        results: dict[int, float] = {}
+        answered = asyncio.Event()
+
+        async def results_in(phone: aiomqtt.Client) -> None:
+            async for m in phone.messages:
+                now = time.perf_counter()
+                payload = json.loads(bytes(m.payload))  # type: ignore[arg-type]
+                if isinstance(payload.get("id"), int):
+                    results[payload["id"]] = now
+                    answered.set()
+
         async with aiomqtt.Client("127.0.0.1", port) as phone:
+            await phone.subscribe(f"{base}/cmd/result", qos=1)
+            reader = asyncio.create_task(results_in(phone))
             while not (daemon.treadmill.is_connected and daemon.bridge.connected):
                 await asyncio.sleep(0.01)
             for _ in range(trials):
@@ -115,8 +135,26 @@ async def run_case(ble: bool, trials: int, tmp: Path) -> tuple[list[float], list
                 while len(sim.stop_at) == n:
                     await asyncio.sleep(0.0005)
                 stop_ms.append((sim.stop_at[-1] - t0) * 1000)
-                while daemon.runner.session is not None:
+                # The next start waits for the belt at rest: one still coasting is refused.
+                while not (
+                    daemon.runner.session is None
+                    and sim.speed_kmh == 0
+                    and daemon.runner.belt == "stopped"
+                ):
                     await asyncio.sleep(0.005)
+            await asyncio.sleep(0.5)  # the belt at rest, the ramp's writes answered
+            for i in range(1, 4 * trials + 1):
+                answered.clear()
+                t0 = time.perf_counter()
+                payload = json.dumps({"action": "stop", "id": i}).encode()
+                await asyncio.wait_for(phone.publish(f"{base}/cmd", payload, qos=1), 5)
+                while i not in results:
+                    await asyncio.wait_for(answered.wait(), 5)
+                    answered.clear()
+                round_ms.append((results[i] - t0) * 1000)
+                await asyncio.sleep(0.02)
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
         for t_recv, seq in received:
@@ -125,20 +163,23 @@ async def run_case(ble: bool, trials: int, tmp: Path) -> tuple[list[float], list
                 tele_ms.append((t_recv - t_sent) * 1000)
         stop.set()
         await serving
-    return stop_ms, tele_ms
+    return stop_ms, tele_ms, round_ms
 
 
 async def main(trials: int) -> None:
     rows_stop = []
     rows_tele = []
+    rows_round = []
     for ble in (False, True):
         with tempfile.TemporaryDirectory() as tmp:
             label = "fake BlueZ + real bleak" if ble else "in-process simulator"
-            s, t = await run_case(ble, trials, Path(tmp))
+            s, t, r = await run_case(ble, trials, Path(tmp))
             rows_stop.append((f"stop, {label} (ms)", s, ""))
             rows_tele.append((f"telemetry, {label} (ms)", t, ""))
+            rows_round.append((f"cmd round trip, {label} (ms)", r, ""))
     _common.table("Stop latency: `stop` published -> 08 01 at the treadmill", rows_stop)
     _common.table("Telemetry latency: Treadmill Data sent -> MQTT message received", rows_tele)
+    _common.table("Command round trip: `cmd` published -> its `cmd/result` received", rows_round)
 
 
 if __name__ == "__main__":
