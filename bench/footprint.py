@@ -15,9 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiomqtt
-
 import _common
+from retrotread.mqtt.client import mqtt_client
 from retrotread.servers import free_port, mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +67,7 @@ async def main(seconds: int) -> None:
             try:
                 await asyncio.sleep(3)  # imports, connect, announce
                 idle_cpu, idle_rss = await measure(proc.pid, seconds)
-                async with aiomqtt.Client("127.0.0.1", port) as phone:
+                async with mqtt_client("127.0.0.1", port) as phone:
                     await phone.publish(
                         "retrotread/bench/cmd", b'{"action": "start", "profile": "build-up"}', qos=1
                     )

@@ -29,6 +29,7 @@ import _common
 from retrotread.clock import RealClock
 from retrotread.config import Config, MqttConfig, SessionsConfig
 from retrotread.ftms.treadmill_data import TreadmillData
+from retrotread.mqtt.client import mqtt_client
 from retrotread.servers import free_port, mosquitto
 from retrotread.service.app import Daemon
 from retrotread.sim.inprocess import InProcessTransport
@@ -96,7 +97,7 @@ async def run_case(ble: bool, trials: int, tmp: Path) -> Samples:
         received: list[tuple[float, int]] = []
 
         async def listen() -> None:
-            async with aiomqtt.Client("127.0.0.1", port) as watcher:
+            async with mqtt_client("127.0.0.1", port) as watcher:
                 await watcher.subscribe(f"{base}/telemetry")
                 async for m in watcher.messages:
                     now = time.perf_counter()
@@ -117,7 +118,7 @@ async def run_case(ble: bool, trials: int, tmp: Path) -> Samples:
                     results[payload["id"]] = now
                     answered.set()
 
-        async with aiomqtt.Client("127.0.0.1", port) as phone:
+        async with mqtt_client("127.0.0.1", port) as phone:
             await phone.subscribe(f"{base}/cmd/result", qos=1)
             reader = asyncio.create_task(results_in(phone))
             while not (daemon.treadmill.is_connected and daemon.bridge.connected):

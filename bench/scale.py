@@ -17,11 +17,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import aiomqtt
-
 import _common
 from retrotread.clock import RealClock
 from retrotread.config import Config, MqttConfig, SessionsConfig
+from retrotread.mqtt.client import mqtt_client
 from retrotread.servers import free_port, mosquitto
 from retrotread.service.app import Daemon
 from retrotread.sim.inprocess import InProcessTransport
@@ -44,7 +43,7 @@ async def run(n: int, seconds: float, tmp: Path, port: int) -> tuple[list[float]
     arrivals: dict[str, list[float]] = defaultdict(list)
 
     async def listen() -> None:
-        async with aiomqtt.Client("127.0.0.1", port) as c:
+        async with mqtt_client("127.0.0.1", port) as c:
             await c.subscribe("retrotread/+/telemetry")
             async for m in c.messages:
                 arrivals[str(m.topic).split("/")[1]].append(time.perf_counter())

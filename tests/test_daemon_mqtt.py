@@ -19,6 +19,7 @@ import aiomqtt
 
 from retrotread.clock import ScaledClock
 from retrotread.config import Config, MqttConfig, SessionsConfig
+from retrotread.mqtt.client import mqtt_client
 from retrotread.service.app import Daemon
 from retrotread.session.log import read_session
 from retrotread.sim.inprocess import InProcessTransport
@@ -41,7 +42,7 @@ class Phone:
         self._n = 0
 
     async def _run(self) -> None:
-        async with aiomqtt.Client("127.0.0.1", self.port) as c:
+        async with mqtt_client("127.0.0.1", self.port) as c:
             self.client = c
             await c.subscribe(f"{BASE}/#", qos=1)
             await c.subscribe("homeassistant/device/#", qos=1)
@@ -386,7 +387,7 @@ def test_last_will_on_kill_and_offline_on_sigterm(broker: Broker, tmp_path: Path
 
     async def availability_after(action: str) -> list[str]:
         seen: list[str] = []
-        async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+        async with mqtt_client("127.0.0.1", broker.port) as c:
             await c.subscribe(f"{BASE}/availability", qos=1)
             proc = start()
             try:

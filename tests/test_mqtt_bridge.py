@@ -14,6 +14,7 @@ from retrotread.backoff import Backoff
 from retrotread.config import MqttConfig
 from retrotread.errors import RetrotreadError
 from retrotread.mqtt.bridge import MqttBridge
+from retrotread.mqtt.client import mqtt_client
 from retrotread.mqtt.commands import Command
 from tests.broker import Broker, free_port, make_tls_files
 
@@ -52,7 +53,7 @@ class Handler:
 
 
 async def _collect(port: int, topics: list[str], **kw: Any) -> AsyncIterator[aiomqtt.Message]:
-    async with aiomqtt.Client("127.0.0.1", port, **kw) as c:
+    async with mqtt_client("127.0.0.1", port, **kw) as c:
         for t in topics:
             await c.subscribe(t, qos=1)
         async for m in c.messages:
@@ -73,7 +74,7 @@ class Spy:
         self.ready = asyncio.Event()
 
     async def _run(self) -> None:
-        async with aiomqtt.Client("127.0.0.1", self.port, **self.kw) as c:
+        async with mqtt_client("127.0.0.1", self.port, **self.kw) as c:
             for t in self.topics:
                 await c.subscribe(t, qos=1)
             self.ready.set()
@@ -127,7 +128,7 @@ async def test_retained_topics_and_results(broker: Broker) -> None:
         }
         assert [p for t, p, _ in spy.got if t == "retrotread/t1/availability"] == [b"online"]
         assert spy.json("retrotread/t1/state") == [handler.state()]
-        async with aiomqtt.Client("127.0.0.1", broker.port) as phone:
+        async with mqtt_client("127.0.0.1", broker.port) as phone:
             await phone.publish("retrotread/t1/cmd", b'{"action": "pause", "id": 1}', qos=1)
             await phone.publish("retrotread/t1/cmd", b'{"action": "resume", "id": 2}', qos=1)
             await phone.publish("retrotread/t1/cmd", b"not json", qos=1)
@@ -170,7 +171,7 @@ async def test_stop_is_not_queued_behind_other_commands(broker: Broker) -> None:
     handler.block.clear()  # every non-stop command hangs, like a slow ramp write
     bridge = MqttBridge(_settings(broker.port), handler)
     task = await _running(bridge)
-    async with aiomqtt.Client("127.0.0.1", broker.port) as phone:
+    async with mqtt_client("127.0.0.1", broker.port) as phone:
         for i in range(200):
             await phone.publish(
                 "retrotread/t1/cmd", json.dumps({"action": "set", "speed_kmh": 2, "id": i}), qos=0

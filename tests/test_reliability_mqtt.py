@@ -11,12 +11,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from retrotread.backoff import Backoff
 from retrotread.config import MqttConfig
 from retrotread.mqtt.bridge import MqttBridge
+from retrotread.mqtt.client import mqtt_client
 from retrotread.mqtt.commands import Command, CommandError, parse_command
 from tests.broker import Broker, free_port
 from tests.test_daemon_mqtt import BASE, Phone, daemon_rig, until
@@ -186,7 +186,7 @@ def _settings(port: int, **kw: Any) -> MqttConfig:
 
 
 async def _retained_availability(port: int) -> str:
-    async with aiomqtt.Client("127.0.0.1", port) as c:
+    async with mqtt_client("127.0.0.1", port) as c:
         await c.subscribe("retrotread/t1/availability", qos=1)
         async with asyncio.timeout(5):
             async for m in c.messages:
@@ -196,7 +196,7 @@ async def _retained_availability(port: int) -> str:
 
 async def _results(port: int, payloads: list[bytes], want: int) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
-    async with aiomqtt.Client("127.0.0.1", port) as c:
+    async with mqtt_client("127.0.0.1", port) as c:
         await c.subscribe("retrotread/t1/cmd/result", qos=1)
         for p in payloads:
             await c.publish("retrotread/t1/cmd", p, qos=1)
@@ -246,7 +246,7 @@ async def test_commands_in_flight_at_shutdown_are_answered(broker: Broker) -> No
     bridge = MqttBridge(_settings(broker.port), handler)
     task = asyncio.create_task(bridge.run())
     await until(lambda: bridge.connected)
-    async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+    async with mqtt_client("127.0.0.1", broker.port) as c:
         await c.subscribe("retrotread/t1/cmd/result", qos=1)
         await c.publish("retrotread/t1/cmd", b'{"action": "set", "speed_kmh": 1, "id": 1}', qos=1)
         await c.publish("retrotread/t1/cmd", b'{"action": "pause", "id": 2}', qos=1)
@@ -299,7 +299,7 @@ async def test_results_are_held_while_the_broker_is_away(broker: Broker) -> None
     bridge.output("state", {"state": "paused"})  # republished fresh on connect instead
     broker.start()
     got: list[tuple[str, Any]] = []
-    async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+    async with mqtt_client("127.0.0.1", broker.port) as c:
         await c.subscribe("retrotread/t1/#", qos=1)
         await until(lambda: bridge.connected)
         async with asyncio.timeout(5):

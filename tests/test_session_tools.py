@@ -9,12 +9,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import fitdecode
 import pytest
 import xmlschema
 
 from retrotread.config import MqttConfig
+from retrotread.mqtt.client import mqtt_client
 from retrotread.mqtt.replay import publish_replay
 from retrotread.session.analysis import load
 from retrotread.session.export import to_csv, to_fit, to_tcx
@@ -68,7 +68,7 @@ async def test_replay_to_mqtt_in_order_with_values(session_log: Path, broker: Br
     ready = asyncio.Event()
 
     async def listen() -> None:
-        async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+        async with mqtt_client("127.0.0.1", broker.port) as c:
             await c.subscribe("replay-test/#", qos=1)
             ready.set()
             async for m in c.messages:

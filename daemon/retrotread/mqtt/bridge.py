@@ -27,6 +27,7 @@ from retrotread.backoff import Backoff
 from retrotread.config import MqttConfig
 from retrotread.errors import RetrotreadError
 from retrotread.events import COMMAND_REFUSED
+from retrotread.mqtt.client import mqtt_client
 from retrotread.mqtt.commands import Command, CommandError, Stop, parse_command
 from retrotread.mqtt.discovery import coach_components, discovery_payload, discovery_topic
 from retrotread.mqtt.topics import Topics
@@ -193,7 +194,7 @@ class MqttBridge:
             tls_context = ssl.create_default_context(cafile=s.ca_file)
             if s.cert_file:
                 tls_context.load_cert_chain(s.cert_file, s.key_file)
-        return aiomqtt.Client(
+        return mqtt_client(
             s.host,
             s.port,
             username=s.username,

@@ -12,6 +12,7 @@ import aiomqtt
 
 from retrotread.config import MqttConfig
 from retrotread.errors import BrokerError
+from retrotread.mqtt.client import mqtt_client
 
 Listener = Callable[[str, dict[str, Any]], None]
 """Called with ("telemetry" | "event" | "state", payload)."""
@@ -31,9 +32,7 @@ async def walk_profile(
     """
     base = mqtt.effective_base_topic
     try:
-        async with aiomqtt.Client(
-            mqtt.host, mqtt.port, identifier="retrotread-demo-phone"
-        ) as phone:
+        async with mqtt_client(mqtt.host, mqtt.port, identifier="retrotread-demo-phone") as phone:
             await phone.subscribe(f"{base}/#", qos=1)
             started = False
             async for message in phone.messages:

@@ -11,6 +11,7 @@ import aiomqtt
 
 from retrotread.config import MqttConfig
 from retrotread.errors import BrokerError
+from retrotread.mqtt.client import mqtt_client
 
 
 async def publish_replay(
@@ -26,7 +27,7 @@ async def publish_replay(
     loop = asyncio.get_running_loop()
     start = loop.time()
     try:
-        async with aiomqtt.Client(
+        async with mqtt_client(
             mqtt.host, mqtt.port, username=mqtt.username, password=mqtt.password
         ) as client:
             for t, kind, payload in messages:
