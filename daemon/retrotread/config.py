@@ -77,6 +77,8 @@ class MqttConfig(_Section):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     on_broker_loss: Literal["continue", "pause"] = "continue"
     max_payload_bytes: int = Field(default=4096, ge=256, le=1_000_000)
+    # Outside a session, unchanged telemetry goes out at most this often (0: every sample).
+    idle_telemetry_s: float = Field(default=30.0, ge=0, le=3600)
 
     @field_validator("base_topic", "discovery_prefix")
     @classmethod

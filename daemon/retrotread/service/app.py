@@ -41,6 +41,7 @@ from retrotread.profiles.loader import ProfileSet, load_profiles
 from retrotread.profiles.model import Profile, check_profile
 from retrotread.service.coaching import Coaching
 from retrotread.service.cues import CueCommand
+from retrotread.service.quiet import QuietIdle
 from retrotread.service.runner import SessionRunner
 from retrotread.service.supervisor import LinkState, Supervisor
 from retrotread.session.store import check_sessions_dir, describe_pruned, prune_sessions
@@ -138,12 +139,14 @@ class Daemon:
             self.cues = CueCommand(c.command, c.events, timeout_s=c.timeout_s)
             self.runner.add_listener(self.cues.output)
         self.bridge: Any = None
+        self.quiet: QuietIdle | None = None
         use_mqtt = config.mqtt.enabled if mqtt is None else mqtt
         if use_mqtt:
             from retrotread.mqtt.bridge import MqttBridge
 
             self.bridge = MqttBridge(config.mqtt, self)
-            self.runner.add_listener(self.bridge.output)
+            self.quiet = QuietIdle(self.bridge.output, clock, config.mqtt.idle_telemetry_s)
+            self.runner.add_listener(self.quiet)
             self.coaching.add_listener(self.bridge.output)
             self.bridge.add_connection_listener(self._on_broker)
             self.bridge.add_status_listener(self._on_broker_status)
@@ -184,6 +187,8 @@ class Daemon:
         self._health_changed()
 
     def _on_broker(self, connected: bool) -> None:
+        if connected and self.quiet is not None:
+            self.quiet.resend()  # fresh values for whoever missed them while it was away
         if not connected and self.config.mqtt.on_broker_loss == "pause":
             s = self.runner.session
             if s is not None and s.step is not None and s.step.state in ("running", "finishing"):
