@@ -3,10 +3,11 @@
 stop: from the `stop` command published to the broker to the Stop op code (08 01) arriving
 at the treadmill's control point, with the in-process simulator and through the fake
 BlueZ (real bleak). telemetry: from a Treadmill Data notification leaving the treadmill to
-the MQTT telemetry message reaching a subscriber. command round trip: a phone publishes
-`stop` (the belt at rest) and waits for its `cmd/result`, one command at a time; the stop
-goes all the way to the treadmill and back, so this is what a person pressing Stop waits
-for.
+the MQTT telemetry message reaching a subscriber. command round trip: a phone publishes a
+command and waits for its `cmd/result`, one at a time: `pause` while idle (refused by the
+runner: the daemon's own path, MQTT in and out) and `stop` with the belt at rest (all the
+way to the treadmill, whose simulated response lag is 50 ms); next to them a bare echo
+through the same broker, the floor on this machine.
 
 Run: .venv/bin/python bench/latency.py [--trials 25]
 """
@@ -74,13 +75,11 @@ async def _transport(sim: SimTreadmill, ble: bool, stack: contextlib.AsyncExitSt
     return BleakTransport(address=sim.address, scan_timeout_s=5.0)
 
 
-Samples = tuple[list[float], list[float], list[float]]
+Samples = dict[str, list[float]]
 
 
 async def run_case(ble: bool, trials: int, tmp: Path) -> Samples:
-    stop_ms: list[float] = []
-    tele_ms: list[float] = []
-    round_ms: list[float] = []
+    out: Samples = {"stop": [], "telemetry": [], "pause": [], "stop_rt": [], "echo": []}
     async with contextlib.AsyncExitStack() as stack:
         port = free_port()
         stack.enter_context(mosquitto(tmp, port))
@@ -107,20 +106,38 @@ async def run_case(ble: bool, trials: int, tmp: Path) -> Samples:
 
         listener = asyncio.create_task(listen())
         start = b'{"action": "start", "profile": "first-steps"}'
-        results: dict[int, float] = {}
+        answers: dict[str, float] = {}
         answered = asyncio.Event()
 
-        async def results_in(phone: aiomqtt.Client) -> None:
+        async def answers_in(phone: aiomqtt.Client) -> None:
             async for m in phone.messages:
                 now = time.perf_counter()
-                payload = json.loads(bytes(m.payload))  # type: ignore[arg-type]
-                if isinstance(payload.get("id"), int):
-                    results[payload["id"]] = now
-                    answered.set()
+                if str(m.topic) == "bench/echo":
+                    answers[bytes(m.payload).decode()] = now  # type: ignore[arg-type]
+                else:
+                    answers[str(json.loads(bytes(m.payload)).get("id"))] = now  # type: ignore[arg-type]
+                answered.set()
+
+        async def round_trips(topic: str, payload: dict[str, Any], n: int) -> list[float]:
+            """``n`` publishes of ``payload`` with a fresh id, each waiting for its answer."""
+            times = []
+            for i in range(n):
+                key = f"{payload.get('action', 'echo')}-{i}"
+                data = json.dumps({**payload, "id": key}).encode() if payload else key.encode()
+                answered.clear()
+                t0 = time.perf_counter()
+                await asyncio.wait_for(phone.publish(topic, data, qos=1), 5)
+                while key not in answers:
+                    await asyncio.wait_for(answered.wait(), 5)
+                    answered.clear()
+                times.append((answers[key] - t0) * 1000)
+                await asyncio.sleep(0.02)
+            return times
 
         async with mqtt_client("127.0.0.1", port) as phone:
             await phone.subscribe(f"{base}/cmd/result", qos=1)
-            reader = asyncio.create_task(results_in(phone))
+            await phone.subscribe("bench/echo", qos=1)
+            reader = asyncio.create_task(answers_in(phone))
             while not (daemon.treadmill.is_connected and daemon.bridge.connected):
                 await asyncio.sleep(0.01)
             for _ in range(trials):
@@ -135,7 +152,7 @@ async def run_case(ble: bool, trials: int, tmp: Path) -> Samples:
                 )
                 while len(sim.stop_at) == n:
                     await asyncio.sleep(0.0005)
-                stop_ms.append((sim.stop_at[-1] - t0) * 1000)
+                out["stop"].append((sim.stop_at[-1] - t0) * 1000)
                 # The next start waits for the belt at rest: one still coasting is refused.
                 while not (
                     daemon.runner.session is None
@@ -144,16 +161,10 @@ async def run_case(ble: bool, trials: int, tmp: Path) -> Samples:
                 ):
                     await asyncio.sleep(0.005)
             await asyncio.sleep(0.5)  # the belt at rest, the ramp's writes answered
-            for i in range(1, 4 * trials + 1):
-                answered.clear()
-                t0 = time.perf_counter()
-                payload = json.dumps({"action": "stop", "id": i}).encode()
-                await asyncio.wait_for(phone.publish(f"{base}/cmd", payload, qos=1), 5)
-                while i not in results:
-                    await asyncio.wait_for(answered.wait(), 5)
-                    answered.clear()
-                round_ms.append((results[i] - t0) * 1000)
-                await asyncio.sleep(0.02)
+            cmd = f"{base}/cmd"
+            out["pause"] = await round_trips(cmd, {"action": "pause"}, 4 * trials)
+            out["stop_rt"] = await round_trips(cmd, {"action": "stop"}, 4 * trials)
+            out["echo"] = await round_trips("bench/echo", {}, 4 * trials)
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
         listener.cancel()
@@ -161,26 +172,33 @@ async def run_case(ble: bool, trials: int, tmp: Path) -> Samples:
         for t_recv, seq in received:
             t_sent = sim.sent_at.get(seq)
             if t_sent is not None and 0 <= t_recv - t_sent < 5:
-                tele_ms.append((t_recv - t_sent) * 1000)
+                out["telemetry"].append((t_recv - t_sent) * 1000)
         stop.set()
         await serving
-    return stop_ms, tele_ms, round_ms
+    return out
 
 
 async def main(trials: int) -> None:
-    rows_stop = []
-    rows_tele = []
-    rows_round = []
+    cases = []
     for ble in (False, True):
         with tempfile.TemporaryDirectory() as tmp:
-            label = "fake BlueZ + real bleak" if ble else "in-process simulator"
-            s, t, r = await run_case(ble, trials, Path(tmp))
-            rows_stop.append((f"stop, {label} (ms)", s, ""))
-            rows_tele.append((f"telemetry, {label} (ms)", t, ""))
-            rows_round.append((f"cmd round trip, {label} (ms)", r, ""))
-    _common.table("Stop latency: `stop` published -> 08 01 at the treadmill", rows_stop)
-    _common.table("Telemetry latency: Treadmill Data sent -> MQTT message received", rows_tele)
-    _common.table("Command round trip: `cmd` published -> its `cmd/result` received", rows_round)
+            label = "fake BlueZ" if ble else "in-process"
+            cases.append((label, await run_case(ble, trials, Path(tmp))))
+
+    def rows(key: str, what: str) -> list[tuple[str, list[float], str]]:
+        return [(f"{what}, {label} (ms)", samples[key], "") for label, samples in cases]
+
+    _common.table("Stop latency: `stop` published -> 08 01 at the treadmill", rows("stop", "stop"))
+    _common.table(
+        "Telemetry latency: Treadmill Data sent -> MQTT message received",
+        rows("telemetry", "telemetry"),
+    )
+    _common.table(
+        "Command round trip, one at a time: `cmd` published -> its `cmd/result` received",
+        rows("pause", "pause, idle (refused)")
+        + rows("stop_rt", "stop, idle (sim lag 50 ms)")
+        + rows("echo", "bare MQTT echo"),
+    )
 
 
 if __name__ == "__main__":
