@@ -39,6 +39,7 @@ import aiomqtt
 
 import _common  # noqa: F401 - puts the package on sys.path
 from retrotread.config import Config, MqttConfig, SessionsConfig
+from retrotread.mqtt.client import mqtt_client
 from retrotread.servers import ServerProcess, free_port, mosquitto
 from retrotread.service.app import Daemon, clock_for
 from retrotread.session.log import SessionLogError, list_sessions, read_session
@@ -98,7 +99,7 @@ class Listener:
         self._ready = asyncio.Event()
 
     async def _run(self) -> None:
-        async with aiomqtt.Client("127.0.0.1", self.port, max_queued_incoming_messages=0) as c:
+        async with mqtt_client("127.0.0.1", self.port, max_queued_incoming_messages=0) as c:
             self.client = c
             await c.subscribe(f"{BASE}/#", qos=1)
             self._ready.set()

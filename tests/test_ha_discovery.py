@@ -17,13 +17,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from retrotread.clock import ScaledClock
 from retrotread.config import Config, MqttConfig, SessionsConfig, TreadmillConfig
 from retrotread.events import COMMAND_REFUSED, EVENT_TYPES
 from retrotread.mqtt.bridge import MqttBridge
+from retrotread.mqtt.client import mqtt_client
 from retrotread.service.app import Daemon
 from retrotread.sim.inprocess import InProcessTransport
 from retrotread.sim.treadmill import Faults, SimConfig, SimTreadmill
@@ -284,7 +284,7 @@ async def test_a_flood_of_busy_refusals_is_told_once_per_burst(broker: Broker) -
     try:
         async with (
             Spy(broker.port, ["retrotread/t1/cmd/result", "retrotread/t1/event"]) as spy,
-            aiomqtt.Client("127.0.0.1", broker.port) as phone,
+            mqtt_client("127.0.0.1", broker.port) as phone,
         ):
             for burst in range(2):
                 for i in range(20):

@@ -353,7 +353,7 @@ async def test_a_flood_beyond_the_backlog_is_told_to_slow_down(broker: Broker) -
     task = asyncio.create_task(bridge.run())
     await until(lambda: bridge.connected)
     got: list[dict[str, Any]] = []
-    async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+    async with mqtt_client("127.0.0.1", broker.port) as c:
         await c.subscribe("retrotread/t1/cmd/result", qos=1)
         for i in range(30):
             await c.publish(
