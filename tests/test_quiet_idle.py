@@ -147,10 +147,18 @@ async def test_heart_rate_steps_of_two_bpm_and_sensor_coming_and_going() -> None
     quiet.resend()  # e.g. the broker came back
     quiet("telemetry", {**base, "heart_rate_bpm": 62})
     assert got[-1] == {**base, "heart_rate_bpm": 62}
+    # The treadmill's link coming back (a state that says so) makes the next sample news.
+    quiet("state", {"state": "idle", "connected": True})
+    quiet("telemetry", {**base, "heart_rate_bpm": 62})
+    quiet("telemetry", {**base, "heart_rate_bpm": 62})
+    assert len(got) == 10 and got[-1] == {**base, "heart_rate_bpm": 62}
+    quiet("state", {"state": "idle", "connected": True})  # no change: nothing is news
+    quiet("telemetry", {**base, "heart_rate_bpm": 62})
+    assert len(got) == 11
     every = QuietIdle(lambda k, p: got.append(p), clock, heartbeat_s=0)
     for _ in range(3):
         every("telemetry", {**base, "heart_rate_bpm": 62})
-    assert len(got) == 11  # 0: every sample, as before
+    assert len(got) == 14  # 0: every sample, as before
 
 
 async def test_the_daemon_sends_quiet_idle_telemetry_over_mqtt(

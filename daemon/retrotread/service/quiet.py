@@ -4,9 +4,9 @@ A treadmill that is switched on sends Treadmill Data 2-5 times a second whether 
 walks or not, and the daemon spends most of its day like that. Between the runner's
 outputs and the MQTT bridge, ``QuietIdle`` passes every sample of a session (and every
 sample while the belt moves), and otherwise a sample only when speed, incline, distance
-or heart rate changed, a session began or ended, the broker came back, or ``heartbeat_s`` passed
-since the last one. States and events always pass. The session log is not affected: it
-is written by the runner, before this filter.
+or heart rate changed, a session began or ended, the treadmill or the broker came back,
+or ``heartbeat_s`` passed since the last one. States and events always pass. The session
+log is not affected: the runner writes it before this filter.
 """
 
 from __future__ import annotations
@@ -39,9 +39,13 @@ class QuietIdle:
         self.held = 0
         self._last: dict[str, Any] | None = None
         self._last_at = 0.0
+        self._connected: object = None
 
     def __call__(self, kind: str, payload: dict[str, Any]) -> None:
-        if kind == "telemetry" and self.heartbeat_s > 0:
+        if kind == "state" and payload.get("connected") != self._connected:
+            self._connected = payload.get("connected")
+            self._last = None  # the treadmill is back (or gone): its next sample is news
+        elif kind == "telemetry" and self.heartbeat_s > 0:
             now = self.clock.monotonic()
             if not self._news(payload, now):
                 self.held += 1
