@@ -150,16 +150,48 @@ async def test_drop_mid_session_and_reconnect_with_backoff(private_bus: PrivateB
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_absent_then_appears(private_bus: PrivateBus) -> None:
+async def test_absent_then_appears_is_connected_at_once(private_bus: PrivateBus) -> None:
     async with ble_rig(private_bus, connect=False, faults=Faults(advertising=False)) as r:
         r.transport.scan_timeout_s = 0.5
-        sup = Supervisor(r.treadmill, r.clock, backoff=Backoff(0.1, 0.3, random.Random(1)))
+        # A backoff far longer than the waits below: only listening can connect in time.
+        sup = Supervisor(r.treadmill, r.clock, backoff=Backoff(60.0, 120.0, random.Random(1)))
+        states: list[LinkState] = []
+        sup.add_state_listener(states.append)
         task = asyncio.create_task(sup.run())
-        await wait_until(lambda: sup.attempts >= 3, 10)
-        assert sup.state != LinkState.CONNECTED
+        await wait_until(lambda: sup.state == LinkState.SEARCHING, 10)
         assert "not found" in (sup.last_error or "")
+        await asyncio.sleep(1.0)  # two of the fake's announcement intervals: nothing heard
+        assert sup.state == LinkState.SEARCHING
+        assert sup.attempts == 1  # one scan that goes on, not attempts over and over
+        assert r.fake.discovering
         r.sim.faults.advertising = True
         await wait_until(lambda: sup.state == LinkState.CONNECTED, 10)
+        # Heard, then connected: no backoff in between.
+        assert states == [
+            LinkState.CONNECTING,
+            LinkState.SEARCHING,
+            LinkState.CONNECTING,
+            LinkState.CONNECTED,
+        ]
+        assert sup.attempts == 2
+        assert not r.fake.discovering  # the scan ended once it was heard
+        assert r.fake.calls["Device1.Connect"] == 1
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_absent_again_after_a_loss_is_listened_for(private_bus: PrivateBus) -> None:
+    async with ble_rig(private_bus, connect=False) as r:
+        r.transport.scan_timeout_s = 0.5
+        sup = Supervisor(r.treadmill, r.clock, backoff=Backoff(0.2, 0.4, random.Random(2)))
+        task = asyncio.create_task(sup.run())
+        await wait_until(lambda: sup.state == LinkState.CONNECTED, 10)
+        r.sim.go_out_of_reach()  # switched off: the link drops, no more advertisements
+        await wait_until(lambda: sup.state == LinkState.SEARCHING, 10)
+        assert sup.losses == 1
+        r.sim.come_back()
+        await wait_until(lambda: sup.state == LinkState.CONNECTED, 10)
+        await wait_until(lambda: len(r.of(Telemetry)) >= 2, 5)  # data flows again
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
@@ -172,9 +204,13 @@ async def test_connect_error_is_retried_by_the_supervisor(private_bus: PrivateBu
         r.fake.fail_next_connect(r.sim.address)
         sup = Supervisor(r.treadmill, r.clock, backoff=Backoff(0.1, 0.3, random.Random(1)))
         task = asyncio.create_task(sup.run())
+        states: list[LinkState] = []
+        sup.add_state_listener(states.append)
         await wait_until(lambda: sup.state == LinkState.CONNECTED, 15)
         assert sup.attempts == 2  # the refused one, then the supervisor's retry
         assert r.fake.calls["Device1.Connect"] == 2
+        # It advertises but refuses: that is what the backoff is for, not listening.
+        assert LinkState.BACKOFF in states and LinkState.SEARCHING not in states
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 

@@ -27,7 +27,7 @@ from bluetooth_adapters import get_dbus_managed_objects, load_history_from_manag
 
 from retrotread.errors import AttError, LinkError
 from retrotread.ftms import uuids
-from retrotread.link.transport import DisconnectCallback, NotifyCallback
+from retrotread.link.transport import DisconnectCallback, NotAdvertising, NotifyCallback
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ class BleakTransport:
         self._chars: dict[str, tuple[str, ...]] = {}
         self._taking_over = False
         self._takeover_failed = False
+        self._heard: BLEDevice | None = None  # advertising just now: connect to it
 
     @property
     def address(self) -> str:
@@ -223,16 +224,38 @@ class BleakTransport:
         except (BleakError, OSError) as exc:
             raise _unavailable(exc) or LinkError(f"scan failed: {_describe(exc)}") from exc
         if device is None:
-            raise LinkError(
+            raise NotAdvertising(
                 f"{self.describe_target()} not found (is it on and not connected to another app?)"
             )
         return device
+
+    async def wait_until_advertising(self) -> None:
+        """Scan until the configured treadmill advertises; ``connect`` then goes straight to it.
+
+        One scan for as long as it takes, with a detection callback: the treadmill is
+        connected to within one advertising interval of being switched on, instead of at
+        the next retry. LinkError when there is no scanning (no Bluetooth, no adapter).
+        """
+        heard: asyncio.Future[BLEDevice] = asyncio.get_running_loop().create_future()
+
+        def detected(device: BLEDevice, adv: AdvertisementData) -> None:
+            if not heard.done() and self._is_ours(device, adv):
+                heard.set_result(device)
+
+        try:
+            async with BleakScanner(detected, **_bluez_kwargs(self.adapter)):
+                device = await heard
+        except (BleakError, OSError) as exc:
+            raise _unavailable(exc) or LinkError(f"scan failed: {_describe(exc)}") from exc
+        log.info("%s is advertising", device.address)
+        self._heard = device
 
     async def connect(self) -> None:
         if self._client is not None:
             await self.disconnect()
         self._taking_over = False
-        device = await self.find()
+        heard, self._heard = self._heard, None
+        device = heard or await self.find()
         self._device = device
         self._expect_disconnect = False
         # Cancelled or failed, a takeover is not tried again: the stale link is closed.

@@ -7,13 +7,31 @@ small surface, so the BLE path and the in-process simulator share all protocol l
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from retrotread.errors import LinkError
 
 NotifyCallback = Callable[[str, bytes], None]
 """Called with (characteristic UUID, value); must not block or raise."""
 
 DisconnectCallback = Callable[[str], None]
 """Called with a reason when the link drops without us asking."""
+
+
+class NotAdvertising(LinkError):
+    """The treadmill was not heard advertising: switched off, out of range, or taken."""
+
+
+@runtime_checkable
+class Listening(Protocol):
+    """A transport that can hear its peripheral advertise (the BLE one can)."""
+
+    async def wait_until_advertising(self) -> None:
+        """Listen until the peripheral advertises; the next ``connect`` goes straight to it.
+
+        Raises LinkError when it cannot listen (no Bluetooth, the scan failed).
+        """
+        ...
 
 
 class GattTransport(Protocol):

@@ -1,5 +1,8 @@
 """The connection supervisor: keep the treadmill link up, with capped, jittered backoff.
 
+A treadmill that is not advertising is listened for rather than retried: the transport
+scans until it is heard, and the connect follows at once (SPEC.md §1: found when it is
+powered on). The backoff is for a treadmill that advertises but cannot be connected to.
 Explicit states; a silence watchdog (no Treadmill Data for ``silence_timeout_s`` while
 connected counts as link loss, SPEC.md §2); ``disconnect()`` after every loss, because
 bleak keeps its bus socket open until told (BLESIM.md).
@@ -17,12 +20,14 @@ from retrotread.clock import Clock
 from retrotread.errors import RetrotreadError
 from retrotread.link.events import LinkDown, LinkEvent
 from retrotread.link.ftms_client import FtmsTreadmill
+from retrotread.link.transport import Listening, NotAdvertising
 
 log = logging.getLogger(__name__)
 
 
 class LinkState(enum.StrEnum):
     STOPPED = "stopped"
+    SEARCHING = "searching"  # listening for the treadmill's advertisements
     CONNECTING = "connecting"
     CONNECTED = "connected"
     BACKOFF = "backoff"
@@ -76,6 +81,7 @@ class Supervisor:
 
     async def run(self) -> None:
         failures = 0
+        heard = False  # the last search heard it: absent again now is a failure, not news
         try:
             while True:
                 self._set_state(LinkState.CONNECTING)
@@ -91,10 +97,16 @@ class Supervisor:
                     level = logging.WARNING if failures == 1 else logging.DEBUG
                     log.log(level, "cannot connect to the treadmill: %s", self.last_error)
                     await self.treadmill.disconnect()
+                    if isinstance(exc, NotAdvertising) and not heard:
+                        heard = await self._search()
+                        if heard:
+                            continue  # connect now: it has just been switched on
+                    heard = False
                     self._set_state(LinkState.BACKOFF)
                     await self.clock.sleep(self.backoff.delay(failures))
                     continue
                 failures = 0
+                heard = False
                 self.last_error = None
                 self._set_state(LinkState.CONNECTED)
                 reason = await self._watch()
@@ -106,6 +118,20 @@ class Supervisor:
                 await self.clock.sleep(self.backoff.delay(1))
         finally:
             self._set_state(LinkState.STOPPED)
+
+    async def _search(self) -> bool:
+        """Listen until the treadmill advertises; False if this transport cannot listen."""
+        transport = self.treadmill.transport
+        if not isinstance(transport, Listening):
+            return False  # the in-process simulator: retried with backoff, as before
+        self._set_state(LinkState.SEARCHING)
+        try:
+            await transport.wait_until_advertising()
+        except (RetrotreadError, OSError) as exc:
+            self.last_error = str(exc) or type(exc).__name__
+            log.debug("cannot listen for the treadmill: %s", self.last_error)
+            return False
+        return True
 
     async def _watch(self) -> str:
         """Return when the link is lost: dropped, or silent for too long."""
