@@ -13,6 +13,7 @@ import aiomqtt
 
 from retrotread.config import MqttConfig
 from retrotread.errors import BrokerError
+from retrotread.mqtt.client import mqtt_client
 
 
 class CoachPhone:
@@ -47,7 +48,7 @@ class CoachPhone:
     async def _listen(self) -> None:
         m = self.mqtt
         try:
-            async with aiomqtt.Client(m.host, m.port, identifier="retrotread-coach-phone") as c:
+            async with mqtt_client(m.host, m.port, identifier="retrotread-coach-phone") as c:
                 self._client = c
                 await c.subscribe(f"{self.base}/cmd/result", qos=1)
                 await c.subscribe(f"{self.base}/walker/#", qos=1)
