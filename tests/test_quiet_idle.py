@@ -38,7 +38,9 @@ class Passed:
         return [(t, p) for t, k, p in self.out if k == "telemetry"]
 
 
-def _quiet(rig: RunRig, heartbeat_s: float = 30.0) -> tuple[QuietIdle, Passed]:
+async def _quiet(rig: RunRig, heartbeat_s: float = 30.0) -> tuple[QuietIdle, Passed]:
+    """The filter on the runner's outputs, once the simulated pulse is at rest (65 bpm)."""
+    await rig.until(lambda: round(rig.sim.heart_rate_bpm) == 65, 600, 1.0)
     passed = Passed(rig.clock)
     quiet = QuietIdle(passed, rig.clock, heartbeat_s)
     rig.runner.add_listener(quiet)
@@ -49,15 +51,9 @@ def _values(p: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(p[k] for k in VALUES)
 
 
-async def _settle_heart_rate(rig: RunRig) -> None:
-    # The simulated pulse drifts from 70 toward its resting 65 bpm: wait until it is there.
-    await rig.until(lambda: round(rig.sim.heart_rate_bpm) == 65, 600, 1.0)
-
-
 async def test_idle_and_unchanged_is_one_message_per_heartbeat(tmp_path: Path) -> None:
     async with run_rig(tmp_path) as rig:
-        await _settle_heart_rate(rig)
-        quiet, passed = _quiet(rig, heartbeat_s=30.0)
+        quiet, passed = await _quiet(rig, heartbeat_s=30.0)
         start = rig.clock.monotonic()
         before = len(rig.telemetry())
         await rig.clock.advance(125.0)
@@ -82,8 +78,7 @@ async def test_a_session_passes_every_sample_and_the_rest_values_follow(
     tmp_path: Path,
 ) -> None:
     async with run_rig(tmp_path) as rig:
-        await _settle_heart_rate(rig)
-        quiet, passed = _quiet(rig)
+        quiet, passed = await _quiet(rig)
         await rig.clock.advance(2.0)
         p = profile(phase("only", 1.5, duration=30, ramp=20))
         await rig.call(rig.runner.start(p))
@@ -119,8 +114,7 @@ async def test_a_change_at_the_console_goes_out_and_ends_on_its_final_value(
     tmp_path: Path,
 ) -> None:
     async with run_rig(tmp_path) as rig:
-        await _settle_heart_rate(rig)
-        _, passed = _quiet(rig)
+        _, passed = await _quiet(rig)
         await rig.clock.advance(5.0)
         n = len(passed.telemetry())
         rig.sim.set_incline_at_console(2.0)
