@@ -110,6 +110,54 @@ class SafetyConfig(_Section):
     # A floor too: a step every 0.5 s is already brisk for someone walking backward.
     step_interval_s: float = Field(default=1.0, ge=0.5, le=30)
     settle_s: float = Field(default=5.0, ge=1, le=60)
+    # The heart-rate cap (SPEC.md §2, README "Heart-rate cap"): off unless set here or per
+    # walker (the lower wins), or derived from a walker's age.
+    max_heart_rate_bpm: int | None = Field(default=None, ge=60, le=220)
+    # A walker's age gives a cap of this fraction of 208 - 0.7 x age (Tanaka et al. 2001).
+    heart_rate_cap_fraction: float = Field(default=0.85, ge=0.5, le=1.0)
+    heart_rate_hysteresis_bpm: int = Field(default=5, ge=1, le=30)
+    # Above the cap this long (in all, within one episode): step down; this long: finish.
+    heart_rate_step_down_after_s: float = Field(default=20.0, ge=5, le=300)
+    heart_rate_finish_after_s: float = Field(default=60.0, ge=10, le=900)
+    # One step down (incline first, then speed) this often while above the cap (never more
+    # often than step_interval_s).
+    heart_rate_step_every_s: float = Field(default=5.0, ge=0.5, le=60)
+
+    @model_validator(mode="after")
+    def _finish_after_step_down(self) -> SafetyConfig:
+        if self.heart_rate_finish_after_s <= self.heart_rate_step_down_after_s:
+            raise ValueError(
+                f"heart_rate_finish_after_s {self.heart_rate_finish_after_s:g} must be longer "
+                f"than heart_rate_step_down_after_s {self.heart_rate_step_down_after_s:g}"
+            )
+        return self
+
+
+class HeartRateConfig(_Section):
+    """The heart-rate strap (Bluetooth Heart Rate Service), a second link beside the treadmill.
+
+    On Bluetooth a strap is used only when ``address`` or ``name`` is set: one picked at
+    random could be a neighbour's, and it would steer this belt. With ``--simulate`` a
+    simulated strap is used unless ``enabled = false``.
+    """
+
+    enabled: bool = True
+    address: str | None = Field(default=None, description="Bluetooth address of the strap")
+    name: str | None = Field(default=None, description="its advertised name")
+    adapter: str | None = Field(default=None, description="default: the treadmill's adapter")
+    connect_timeout_s: float = Field(default=20.0, gt=0, le=300)
+    scan_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # A strap notifies about once a second; silence this long counts as a lost strap.
+    silence_timeout_s: float = Field(default=5.0, ge=2, le=120)
+    reconnect_max_backoff_s: float = Field(default=30.0, ge=1, le=3600)
+    # A reading older than this is no reading (then the treadmill's own field, if any).
+    stale_after_s: float = Field(default=5.0, ge=1, le=60)
+    # The same value for this long (and no new beat intervals) is a frozen strap.
+    frozen_after_s: float = Field(default=45.0, ge=10, le=600)
+
+    def wanted(self, simulated: bool) -> bool:
+        """Whether the daemon keeps a strap link."""
+        return self.enabled and (simulated or bool(self.address or self.name))
 
 
 def default_sessions_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -201,6 +249,7 @@ class Config(_Section):
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
+    heart_rate: HeartRateConfig = Field(default_factory=HeartRateConfig)
     # [[walker]] entries (the coach); none: one implicit walker, everything as before.
     walker: list[WalkerConfig] = Field(default_factory=list, max_length=32)
     cues: CuesConfig = Field(default_factory=CuesConfig)

@@ -88,9 +88,10 @@ def loosened(walker: WalkerConfig, safety: SafetyLike) -> list[str]:
     return out
 
 
-def age_heart_rate_cap(age: int) -> int:
-    """85 % of the age-predicted maximal heart rate (208 - 0.7 x age), in whole beats."""
-    return int((HR_MAX_INTERCEPT - HR_MAX_SLOPE * age) * HR_CAP_FRACTION)
+def age_heart_rate_cap(age: int, fraction: float = HR_CAP_FRACTION) -> int:
+    """``fraction`` (85 %) of the age-predicted maximal heart rate (208 - 0.7 x age), in
+    whole beats (``[safety] heart_rate_cap_fraction``)."""
+    return int((HR_MAX_INTERCEPT - HR_MAX_SLOPE * age) * fraction)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ def effective_limits(safety: SafetyLike, walker: WalkerConfig | None) -> WalkerL
     if walker.max_heart_rate_bpm is not None:
         caps.append(walker.max_heart_rate_bpm)
     elif walker.age is not None:
-        caps.append(age_heart_rate_cap(walker.age))
+        fraction = getattr(safety, "heart_rate_cap_fraction", HR_CAP_FRACTION)
+        caps.append(age_heart_rate_cap(walker.age, float(fraction)))
 
     def tighter(key: str) -> float:
         house = float(getattr(safety, key))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -69,13 +69,14 @@ def _bluez_kwargs(adapter: str | None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Found:
-    """One advertising FTMS machine seen in a scan."""
+    """One advertising FTMS machine or heart-rate strap seen in a scan."""
 
     device: BLEDevice
     name: str | None
     address: str
     rssi: int | None
     is_treadmill: bool | None
+    kind: Literal["treadmill", "strap"] = "treadmill"
 
 
 def _ftms_advert(adv: AdvertisementData) -> tuple[bool, bool | None]:
@@ -93,8 +94,14 @@ def _ftms_advert(adv: AdvertisementData) -> tuple[bool, bool | None]:
     return listed or data is not None, None
 
 
+def _heart_rate_advert(adv: AdvertisementData) -> bool:
+    """Advertises the Heart Rate Service (0x180D): a strap, a watch in broadcast mode."""
+    return uuids.HEART_RATE_SERVICE in [u.lower() for u in adv.service_uuids]
+
+
 async def scan(timeout_s: float, adapter: str | None = None) -> list[Found]:
-    """Advertising FTMS machines (service UUID or service data), strongest first."""
+    """Advertising FTMS machines (service UUID or service data) and heart-rate straps
+    (``kind`` says which), strongest first."""
     try:
         seen = await BleakScanner.discover(
             timeout=timeout_s, return_adv=True, **_bluez_kwargs(adapter)
@@ -104,10 +111,11 @@ async def scan(timeout_s: float, adapter: str | None = None) -> list[Found]:
     out = []
     for device, adv in seen.values():
         ftms, treadmill = _ftms_advert(adv)
+        name = adv.local_name or device.name
         if ftms:
-            out.append(
-                Found(device, adv.local_name or device.name, device.address, adv.rssi, treadmill)
-            )
+            out.append(Found(device, name, device.address, adv.rssi, treadmill))
+        elif _heart_rate_advert(adv):
+            out.append(Found(device, name, device.address, adv.rssi, False, "strap"))
     out.sort(key=lambda f: -(f.rssi if f.rssi is not None else -999))
     return out
 
@@ -123,7 +131,9 @@ class BleakTransport:
         adapter: str | None = None,
         scan_timeout_s: float = 10.0,
         connect_attempts: int = 2,
+        kind: Literal["treadmill", "strap"] = "treadmill",
     ) -> None:
+        self.kind = kind
         self.want_address = address
         self.want_name = name
         self.adapter = adapter
@@ -158,18 +168,22 @@ class BleakTransport:
         self._on_disconnect = callback
 
     def describe_target(self) -> str:
+        what = "heart-rate strap" if self.kind == "strap" else "treadmill"
         if self.want_address:
-            return f"treadmill {self.want_address}"
+            return f"{what} {self.want_address}"
         if self.want_name:
-            return f"treadmill named {self.want_name!r}"
-        return "an FTMS treadmill"
+            return f"{what} named {self.want_name!r}"
+        return "a heart-rate strap" if self.kind == "strap" else "an FTMS treadmill"
 
     def _is_ours(self, d: BLEDevice, adv: AdvertisementData) -> bool:
-        """The configured treadmill: by address, else by name, else any FTMS treadmill."""
+        """The configured device: by address, else by name, else any FTMS treadmill (a
+        strap is never taken at random: the app only makes one with an address or name)."""
         if self.want_address:
             return d.address.upper() == self.want_address.upper()
         if self.want_name:
             return (adv.local_name or d.name) == self.want_name
+        if self.kind == "strap":
+            return _heart_rate_advert(adv)
         ftms, treadmill = _ftms_advert(adv)
         return ftms and treadmill is not False
 
@@ -224,9 +238,12 @@ class BleakTransport:
         except (BleakError, OSError) as exc:
             raise _unavailable(exc) or LinkError(f"scan failed: {_describe(exc)}") from exc
         if device is None:
-            raise NotAdvertising(
-                f"{self.describe_target()} not found (is it on and not connected to another app?)"
+            hint = (
+                "is it worn (straps sleep when dry) and not connected to another app?"
+                if self.kind == "strap"
+                else "is it on and not connected to another app?"
             )
+            raise NotAdvertising(f"{self.describe_target()} not found ({hint})")
         return device
 
     async def wait_until_advertising(self) -> None:
@@ -284,7 +301,7 @@ class BleakTransport:
         if self._expect_disconnect or client is not self._client:
             return
         if self._on_disconnect is not None:
-            self._on_disconnect("the treadmill dropped the Bluetooth link")
+            self._on_disconnect(f"the {self.kind} dropped the Bluetooth link")
 
     async def disconnect(self) -> None:
         """Always safe; frees bleak's per-connection bus socket even after a drop."""

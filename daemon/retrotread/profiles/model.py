@@ -43,12 +43,32 @@ class Phase(BaseModel):
     incline_pct: float = Field(default=0.0, ge=0, le=40)
     ramp_s: float = Field(default=0.0, ge=0)
     cue: str = Field(default="", max_length=300)
+    # A heart-rate zone (README "Heart-rate phases"): the incline moves in small steps to
+    # keep the heart rate in [low, high], from 0 % up to incline_pct at most.
+    target_hr_bpm: tuple[int, int] | None = None
 
     @model_validator(mode="after")
     def _ramp_within_phase(self) -> Phase:
         if self.ramp_s > self.duration_s:
             raise ValueError(
                 f"ramp_s {self.ramp_s:g} is longer than the phase itself ({self.duration_s:g} s)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _zone(self) -> Phase:
+        zone = self.target_hr_bpm
+        if zone is None:
+            return self
+        low, high = zone
+        if not 60 <= low < high <= 220 or high - low < 5:
+            raise ValueError(
+                f"target_hr_bpm [{low}, {high}] must be [low, high] with 60 <= low, "
+                "high <= 220 and at least 5 bpm between them"
+            )
+        if self.incline_pct <= 0:
+            raise ValueError(
+                "target_hr_bpm needs incline_pct > 0: the incline the zone may climb to"
             )
         return self
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from retrotread.ftms.treadmill_data import TreadmillData
 from retrotread.profiles.model import Direction
+from retrotread.service.heart_rate import Reading
 
 MAX_SAMPLE_GAP_S = 5.0
 """A longer gap between samples (a link loss) is not counted as walking."""
@@ -26,12 +27,24 @@ class SessionStats:
     interruptions: int = 0
     heart_rate_sum: int = 0
     heart_rate_samples: int = 0
+    max_heart_rate_bpm: int | None = None
+    heart_rate_from_strap: int = 0  # samples whose heart rate came from the strap
+    hr_cap_episodes: int = 0
     _last_t: float | None = None
     _device_distance: float | None = None
     _distance_offset: float = 0.0
 
-    def add(self, t: float, record: TreadmillData, direction: Direction | None) -> None:
-        """Account one sample taken at ``t`` while walking ``direction``."""
+    def add(
+        self,
+        t: float,
+        record: TreadmillData,
+        direction: Direction | None,
+        heart: Reading | None = None,
+    ) -> None:
+        """Account one sample taken at ``t`` while walking ``direction``.
+
+        ``heart`` is the heart rate in use (strap or treadmill); None: the record's own.
+        """
         if record.distance_m is not None:
             d = float(record.distance_m)
             if self._device_distance is None:
@@ -54,15 +67,28 @@ class SessionStats:
         self.max_incline_pct = max(self.max_incline_pct, record.incline_pct or 0.0)
         if record.energy_kcal is not None:
             self.energy_kcal = record.energy_kcal
-        if record.heart_rate_bpm:
-            self.heart_rate_sum += record.heart_rate_bpm
+        bpm = record.heart_rate_bpm if heart is None else heart.bpm
+        if bpm:
+            self.heart_rate_sum += bpm
             self.heart_rate_samples += 1
+            self.max_heart_rate_bpm = max(self.max_heart_rate_bpm or 0, bpm)
+            if heart is not None and heart.source == "strap":
+                self.heart_rate_from_strap += 1
 
     @property
     def mean_heart_rate_bpm(self) -> int | None:
         if not self.heart_rate_samples:
             return None
         return round(self.heart_rate_sum / self.heart_rate_samples)
+
+    @property
+    def heart_rate_source(self) -> str | None:
+        """Where the session's heart rate came from: strap, treadmill, or both in turn."""
+        if not self.heart_rate_samples:
+            return None
+        if self.heart_rate_from_strap == self.heart_rate_samples:
+            return "strap"
+        return "treadmill" if not self.heart_rate_from_strap else "strap+treadmill"
 
     def summary(self, duration_s: float, phases_reached: int, message: str) -> dict[str, Any]:
         """The footer's ``summary`` (SPEC.md §5)."""
@@ -75,6 +101,9 @@ class SessionStats:
             "max_incline_pct": round(self.max_incline_pct, 1),
             "energy_kcal": self.energy_kcal,
             "mean_heart_rate_bpm": self.mean_heart_rate_bpm,
+            "max_heart_rate_bpm": self.max_heart_rate_bpm,
+            "heart_rate_source": self.heart_rate_source,
+            "hr_cap_episodes": self.hr_cap_episodes,
             "phases_reached": phases_reached,
             "overrides": self.overrides,
             "interruptions": self.interruptions,

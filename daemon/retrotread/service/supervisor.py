@@ -5,7 +5,8 @@ scans until it is heard, and the connect follows at once (SPEC.md §1: found whe
 powered on). The backoff is for a treadmill that advertises but cannot be connected to.
 Explicit states; a silence watchdog (no Treadmill Data for ``silence_timeout_s`` while
 connected counts as link loss, SPEC.md §2); ``disconnect()`` after every loss, because
-bleak keeps its bus socket open until told (BLESIM.md).
+bleak keeps its bus socket open until told (BLESIM.md). One supervisor per link: the
+treadmill's, and the heart-rate strap's beside it (``what`` names it in the log).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import asyncio
 import enum
 import logging
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from retrotread.backoff import Backoff
 from retrotread.clock import Clock
 from retrotread.errors import RetrotreadError
-from retrotread.link.events import LinkDown, LinkEvent
-from retrotread.link.ftms_client import FtmsTreadmill
+from retrotread.link.events import LinkDown
 from retrotread.link.transport import Listening, NotAdvertising
 
 log = logging.getLogger(__name__)
@@ -33,18 +34,43 @@ class LinkState(enum.StrEnum):
     BACKOFF = "backoff"
 
 
+class Supervised(Protocol):
+    """A link the supervisor keeps up (the treadmill client, the strap client)."""
+
+    @property
+    def transport(self) -> object: ...
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    @property
+    def last_data_at(self) -> float | None: ...
+
+    async def connect(self) -> Any: ...
+
+    async def disconnect(self) -> None: ...
+
+    def declare_lost(self, reason: str) -> None: ...
+
+    def add_listener(self, listener: Callable[[Any], None]) -> Callable[[], None]: ...
+
+
 class Supervisor:
     """Runs forever (until cancelled): connect, watch, recover."""
 
     def __init__(
         self,
-        treadmill: FtmsTreadmill,
+        treadmill: Supervised,
         clock: Clock,
         *,
         silence_timeout_s: float = 5.0,
         connect_timeout_s: float = 20.0,
         backoff: Backoff | None = None,
+        what: str = "treadmill",
+        search: bool = True,
     ) -> None:
+        self.what = what
+        self.search = search  # listen for a device that is not advertising (else: backoff)
         self.treadmill = treadmill
         self.clock = clock
         self.silence_timeout_s = silence_timeout_s
@@ -75,7 +101,7 @@ class Supervisor:
     async def wait_connected(self) -> None:
         await self._connected.wait()
 
-    def _on_event(self, event: LinkEvent) -> None:
+    def _on_event(self, event: object) -> None:
         if isinstance(event, LinkDown):
             self._down.set()
 
@@ -95,9 +121,9 @@ class Supervisor:
                     self.last_error = str(exc) or type(exc).__name__
                     # First failure is news; repeats while the treadmill is off are not.
                     level = logging.WARNING if failures == 1 else logging.DEBUG
-                    log.log(level, "cannot connect to the treadmill: %s", self.last_error)
+                    log.log(level, "cannot connect to the %s: %s", self.what, self.last_error)
                     await self.treadmill.disconnect()
-                    if isinstance(exc, NotAdvertising) and not heard:
+                    if isinstance(exc, NotAdvertising) and not heard and self.search:
                         heard = await self._search()
                         if heard:
                             continue  # connect now: it has just been switched on
@@ -113,14 +139,14 @@ class Supervisor:
                 # Not CONNECTED any more from this moment, not only once disconnect() returns.
                 self._set_state(LinkState.BACKOFF)
                 self.losses += 1
-                log.warning("treadmill link lost: %s", reason)
+                log.warning("%s link lost: %s", self.what, reason)
                 await self.treadmill.disconnect()
                 await self.clock.sleep(self.backoff.delay(1))
         finally:
             self._set_state(LinkState.STOPPED)
 
     async def _search(self) -> bool:
-        """Listen until the treadmill advertises; False if this transport cannot listen."""
+        """Listen until the device advertises; False if this transport cannot listen."""
         transport = self.treadmill.transport
         if not isinstance(transport, Listening):
             return False  # the in-process simulator: retried with backoff, as before
@@ -129,7 +155,7 @@ class Supervisor:
             await transport.wait_until_advertising()
         except (RetrotreadError, OSError) as exc:
             self.last_error = str(exc) or type(exc).__name__
-            log.debug("cannot listen for the treadmill: %s", self.last_error)
+            log.debug("cannot listen for the %s: %s", self.what, self.last_error)
             return False
         return True
 
@@ -138,10 +164,10 @@ class Supervisor:
         tick = max(0.01, min(1.0, self.silence_timeout_s / 5))
         while True:
             if self._down.is_set() or not self.treadmill.is_connected:
-                return "the treadmill dropped the link"
+                return f"the {self.what} dropped the link"
             last = self.treadmill.last_data_at
             if last is not None and self.clock.monotonic() - last > self.silence_timeout_s:
-                reason = f"no treadmill data for {self.silence_timeout_s:g} s"
+                reason = f"no {self.what} data for {self.silence_timeout_s:g} s"
                 self.treadmill.declare_lost(reason)
                 return reason
             await self.clock.sleep(tick)

@@ -55,6 +55,7 @@ from retrotread.sim.gatt import (
     NotifySink,
     Subscription,
 )
+from retrotread.sim.physiology import Walker
 
 BeltState = Literal["idle", "pre_workout", "running", "paused", "stopped"]
 
@@ -134,9 +135,16 @@ class _Out:
 class SimTreadmill:
     """A GATT-level FTMS treadmill (implements ``retrotread.sim.gatt.Peripheral``)."""
 
-    def __init__(self, config: SimConfig | None = None, faults: Faults | None = None) -> None:
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        faults: Faults | None = None,
+        walker: Walker | None = None,
+    ) -> None:
         self.config = config or SimConfig()
         self.faults = faults or Faults()
+        self.walker = walker or Walker()
+        """The person on the belt: the belt moves them, the heart-rate field reads them."""
         c = self.config
         self.speed_range = _range(
             SPEED_RANGE.minimum.div, c.speed_min_kmh, c.speed_max_kmh, c.speed_increment_kmh, "kmh"
@@ -182,7 +190,6 @@ class SimTreadmill:
         self.elapsed_s = 0.0
         self.energy_kcal = 0.0
         self.elevation_gain_m = 0.0
-        self.heart_rate_bpm = 70.0
         self.steps = 0.0
         self._kcal_per_min = 0.0
         self._kick: asyncio.Event | None = None
@@ -600,8 +607,7 @@ class SimTreadmill:
         )
         self._kcal_per_min = vo2 * 75 / 1000 * 5
         self.energy_kcal += self._kcal_per_min * dt / 60
-        hr_goal = 65 + 12 * self.speed_kmh + 2.5 * max(self.incline_pct, 0.0)
-        self.heart_rate_bpm += (hr_goal - self.heart_rate_bpm) * min(1.0, dt / 20)
+        self.walker.step(dt, self.speed_kmh, self.incline_pct)
         self.steps += self.speed_kmh / 3.6 / 0.6 * dt
 
     def current_record(self) -> TreadmillData:
@@ -620,7 +626,7 @@ class SimTreadmill:
             energy_kcal=int(self.energy_kcal),
             energy_per_hour_kcal=int(kcal_min * 60),
             energy_per_minute_kcal=min(254, int(kcal_min)),
-            heart_rate_bpm=round(self.heart_rate_bpm) if c.heart_rate else None,
+            heart_rate_bpm=self.walker.reading() if c.heart_rate else None,
             elapsed_s=int(self.elapsed_s),
         )
 
