@@ -294,6 +294,27 @@ class Engine:
         if actual is not None and track.value is not None:
             track.value = track.grid.snap(actual)
 
+    def limit(self, quantity: Quantity, value: float) -> None:
+        """Something beside the profile (the heart-rate cap or zone) keeps ``quantity`` at
+        or under ``value``: the setpoint goes down to it, and the ramp (this phase's, the
+        next phase's, a turn's hold) goes on from there, not from where it would have been.
+        Never raises a setpoint; a quantity the walker holds at the console is left alone.
+        """
+        track = self._tracks.get(quantity)
+        if track is None or track.value is None or track.held or self.state == "completed":
+            return
+        raw = track.grid.snap(value)
+        if raw < track.value:
+            track.value = raw
+
+    def heading(self) -> dict[Quantity, float | None]:
+        """Where each ramp is heading in this phase (its target; None: no target)."""
+        out: dict[Quantity, float | None] = {"speed": None, "incline": None}
+        for q, track in self._tracks.items():
+            if track.target is not None:
+                out[q] = track.grid.value(track.target)
+        return out
+
     # ------------------------------------------------------------------ time
 
     def tick(self, now: float) -> Step:

@@ -54,9 +54,12 @@ from retrotread.link.events import (
     TrainingChanged,
 )
 from retrotread.link.ftms_client import FtmsTreadmill
+from retrotread.link.strap import HeartRateSample, HeartRateStrap, StrapEvent, StrapUp
 from retrotread.profiles.engine import Engine, Quantity, Step
 from retrotread.profiles.grid import Grid, device_grids
+from retrotread.profiles.hr_governor import HeartRateGovernor
 from retrotread.profiles.model import Limits, Profile
+from retrotread.service.heart_rate import HeartRateSources, cap_settings
 from retrotread.service.stats import SessionStats
 from retrotread.service.watch import SetpointWatch, Verdict
 from retrotread.session.log import Outcome, SessionLogError, SessionLogWriter
@@ -152,7 +155,14 @@ class _Recording:
         return _Recording(writer, writer.recording, writer.problem, gap)
 
 
-Message = _Request | _Done | _Recording | LinkEvent
+@dataclass(frozen=True)
+class _FromStrap:
+    """Something from the heart-rate strap's link (never the treadmill's)."""
+
+    event: StrapEvent
+
+
+Message = _Request | _Done | _Recording | LinkEvent | _FromStrap
 
 
 @dataclass
@@ -177,6 +187,7 @@ class Session:
     watch: dict[Quantity, SetpointWatch] = field(default_factory=dict)
     phase_index: int = -1
     last_remaining: int = -1
+    governor: HeartRateGovernor | None = None  # heart-rate cap and zones (issue 15)
 
     @property
     def alive(self) -> bool:
@@ -247,6 +258,16 @@ class SessionRunner:
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[OutputListener] = []
         treadmill.add_listener(self._post)
+        self.heart = HeartRateSources()
+
+    def attach_strap(
+        self, strap: HeartRateStrap, *, stale_after_s: float = 5.0, frozen_after_s: float = 45.0
+    ) -> None:
+        """Take heart rate from ``strap`` (its own link and supervisor) into the inbox."""
+        self.heart.strap_expected = True
+        self.heart.stale_after_s = stale_after_s
+        self.heart.frozen_after_s = frozen_after_s
+        strap.add_listener(lambda event: self._post(_FromStrap(event)))
 
     # ------------------------------------------------------------------ outputs
 
@@ -323,6 +344,10 @@ class SessionRunner:
             "belt": self.belt.value,
             "stop_pending": self.stop_latched,
             "recording": s.log.recording if s is not None else None,
+            "heart_rate": {
+                **self.heart.report(self.clock.monotonic()),
+                **(s.governor.report() if s is not None and s.governor else {"cap_state": "off"}),
+            },
         }
 
     def _publish_state(self) -> None:
@@ -474,6 +499,8 @@ class SessionRunner:
                 s.log.record("event", message.t, event="bad_frame", message=str(message.error))
         elif isinstance(message, _Recording):
             self._on_recording(message)
+        elif isinstance(message, _FromStrap):
+            self._on_strap(message.event, now)
 
     def _on_recording(self, change: _Recording) -> None:
         """Say on MQTT when the session stops or starts being recorded (state + event)."""
@@ -556,6 +583,7 @@ class SessionRunner:
                 "the belt is moving (started at the treadmill): stop or pause it there first"
             )
         engine = self._new_engine(profile, limits, caps, now)
+        governor = HeartRateGovernor(engine.device, cap_settings(limits, self.safety))
         try:
             # The writer dates the session: the wall clock, unless it cannot be right.
             writer = SessionLogWriter.create(
@@ -570,6 +598,10 @@ class SessionRunner:
                 limits=_dump_limits(limits),
                 treadmill=caps.to_dict(),
                 version=__version__,
+                heart_rate={
+                    "cap_bpm": governor.cap_bpm,
+                    "strap": self.heart.strap_name if self.heart.strap_expected else None,
+                },
                 **(request.args.get("header") or {}),
             )
         except (OSError, SessionLogError) as exc:  # one line, and the belt never moved
@@ -582,6 +614,7 @@ class SessionRunner:
                 "incline", _tolerance(caps.incline_range, 0.3), limits.settle_s
             ),
         }
+        session.governor = governor
         self.session = session
         self.last_profile = profile
         self.last_log = writer.path
@@ -722,6 +755,9 @@ class SessionRunner:
             outcome: Outcome = "finished_early" if step.finished_early else "completed"
             self._end(s, outcome, "profile complete", now)
             return
+        if s.governor is not None and self._govern_heart(s, s.governor, now):
+            self._tick(s, now)  # the cap sent the session to its cool-down
+            return
         remaining = int(step.phase_remaining_s) // 5 * 5
         if step.phase_index != s.phase_index or remaining != s.last_remaining:
             # Every 5 s of phase time: the retained state carries the time left.
@@ -786,6 +822,10 @@ class SessionRunner:
             grid = s.engine.device.speed if q == "speed" else s.engine.device.incline
             if value is None or grid is None or q in s.overridden or self._outstanding[q]:
                 continue
+            if s.governor is not None:  # the heart-rate cap and zone only ever lower it
+                value = s.governor.govern(wanted)[q]
+                if value is None:
+                    continue
             if now - self._written_at[q] < s.limits.step_interval_s - 1e-9:
                 continue
             fresh = now - self._last_sample_at <= FRESH_S
@@ -1086,6 +1126,7 @@ class SessionRunner:
 
     def _on_telemetry(self, event: Telemetry, now: float) -> None:
         r = event.record
+        self.heart.treadmill_sample(r.heart_rate_bpm, event.t)
         speed = r.speed_kmh
         previous_speed = self.actual["speed"] or 0.0
         new: dict[Quantity, float | None] = {"speed": speed, "incline": r.incline_pct}
@@ -1144,7 +1185,14 @@ class SessionRunner:
 
     def _publish_telemetry(self, s: Session | None, event: Telemetry) -> None:
         r = event.record
+        heart = self.heart.reading(event.t)
         step = s.step if s is not None else None
+        target: dict[Quantity, float | None] = {
+            "speed": step.target_speed_kmh if step is not None else None,
+            "incline": step.target_incline_pct if step is not None else None,
+        }
+        if s is not None and s.governor is not None:
+            target = s.governor.govern(target)  # what the belt is heading to, capped
         payload: dict[str, Any] = {
             "ts": self._ts(),
             "session_id": s.session_id if s is not None else None,
@@ -1152,15 +1200,17 @@ class SessionRunner:
             "speed_kmh": r.speed_kmh,
             "incline_pct": r.incline_pct,
             "distance_m": None,
-            "target_speed_kmh": step.target_speed_kmh if step is not None else None,
-            "target_incline_pct": step.target_incline_pct if step is not None else None,
+            "target_speed_kmh": target["speed"],
+            "target_incline_pct": target["incline"],
             "phase": step.phase_name if step is not None else None,
             "direction": step.direction if step is not None else None,
-            "heart_rate_bpm": r.heart_rate_bpm or None,
+            "heart_rate_bpm": heart.bpm,
             "energy_kcal": r.energy_kcal,
+            "heart_rate_source": heart.source,
+            "hr_cap_state": s.governor.state if s is not None and s.governor else "off",
         }
         if s is not None and s.alive:
-            s.stats.add(event.t, r, step.direction if step is not None else None)
+            s.stats.add(event.t, r, step.direction if step is not None else None, heart)
             payload["distance_m"] = round(s.stats.distance_m, 1)
             s.log.record("telemetry", event.t, **{k: v for k, v in payload.items() if k != "ts"})
         elif r.distance_m is not None:
@@ -1357,6 +1407,84 @@ class SessionRunner:
             )
             return
         self._override(s, q, value, "changed at the console", now)
+
+    # ------------------------------------------------------------------ heart rate (issue 15)
+
+    def _on_strap(self, event: StrapEvent, now: float) -> None:
+        """The strap's own link: a strap that drops never touches the treadmill's."""
+        if isinstance(event, RawFrame):
+            self._on_frame(event)  # raw ``rx`` on 2a37 in the session log
+        elif isinstance(event, HeartRateSample):
+            self.heart.strap_sample(event.measurement, event.t)
+        elif isinstance(event, StrapUp | LinkDown):
+            if isinstance(event, StrapUp):
+                self.heart.strap_up(event.info.name or event.info.address)
+            else:
+                self.heart.strap_down()
+            s = self.session
+            if s is not None and not s.log.closed:
+                up = isinstance(event, StrapUp)
+                why = "" if isinstance(event, StrapUp) else event.reason
+                s.log.record("event", event.t, event="strap_link", up=up, message=why)
+            self._publish_state()
+        elif isinstance(event, BadFrame):
+            s = self.session
+            if s is not None and not s.log.closed:
+                s.log.record("event", event.t, event="bad_frame", message=str(event.error))
+
+    def _govern_heart(self, s: Session, governor: HeartRateGovernor, now: float) -> bool:
+        """Feed the heart rate in use to the cap; True when it finished the session."""
+        reading = self.heart.reading(now)
+        change = self.heart.changed(now)
+        if change is not None and not s.log.closed:
+            s.log.record(
+                "event",
+                now,
+                event="heart_rate_source",
+                source=change.source,
+                message=change.problem or f"heart rate from the {change.source}",
+            )
+        step = s.step
+        phase = s.profile.phase[step.phase_index]
+        wanted: dict[Quantity, float | None] = {
+            "speed": step.target_speed_kmh,
+            "incline": step.target_incline_pct,
+        }
+        free = [q for q in QUANTITIES if q not in s.overridden]
+        notices = governor.update(
+            now,
+            reading.bpm,
+            wanted=wanted,
+            heading=s.engine.heading(),
+            current={
+                q: self.targets[q] if self.targets[q] is not None else self.actual[q]
+                for q in QUANTITIES
+            },
+            free=free,
+            moving=step.state in ("running", "finishing") and self.belt == Belt.RUNNING,
+            phase_index=step.phase_index,
+            zone=phase.target_hr_bpm,
+            zone_max_pct=phase.incline_pct,
+            why=reading.problem,
+        )
+        governed = governor.govern(wanted)
+        for q in free:
+            value, plan = governed[q], wanted[q]
+            if value is not None and plan is not None and value < plan:
+                s.engine.limit(q, value)  # the profile's ramps go on from where the belt is
+        finish = False
+        for n in notices:
+            if n.kind == "holding":
+                s.stats.hr_cap_episodes += 1
+            self.event("hr_cap", n.message, **n.data)
+            if n.cue is not None:
+                self.event("cue", n.cue, reason=f"hr_cap_{n.kind}")
+            if n.kind == "finish":
+                s.engine.finish(now)
+                finish = True
+        if notices:
+            self._publish_state()
+        return finish
 
     # ------------------------------------------------------------------ the end
 
