@@ -23,6 +23,7 @@ from retrotread.clock import Clock, RealClock, ScaledClock
 from retrotread.config import Config
 from retrotread.errors import ConfigError, ProfileError, RetrotreadError
 from retrotread.link.ftms_client import FtmsTreadmill
+from retrotread.link.strap import HeartRateStrap
 from retrotread.link.transport import GattTransport
 from retrotread.mqtt.commands import (
     ChooseWalker,
@@ -47,6 +48,7 @@ from retrotread.service.supervisor import LinkState, Supervisor
 from retrotread.session.store import check_sessions_dir, describe_pruned, prune_sessions
 
 if TYPE_CHECKING:
+    from retrotread.sim.strap import SimStrap
     from retrotread.sim.treadmill import SimTreadmill
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class Health:
     broker: str = "off"
     state: str = "idle"
     treadmill: str | None = None
+    strap: str | None = None
+    """The heart-rate strap's link state, or None without a strap."""
     recording: str | None = None
     """Why the running session is not being recorded, or None."""
     storage: str | None = None
@@ -76,6 +80,8 @@ class Health:
             text = f"looking for {who} ({self.link})"
         if self.broker != "off":
             text += f"; MQTT {self.broker}"
+        if self.strap is not None:
+            text += f"; strap {self.strap}"
         if self.recording:
             text += f"; NOT RECORDING: {self.recording}"
         elif self.storage:
@@ -93,6 +99,8 @@ class Daemon:
         clock: Clock,
         *,
         sim: SimTreadmill | None = None,
+        strap: GattTransport | None = None,
+        sim_strap: SimStrap | None = None,
         profiles: ProfileSet | None = None,
         mqtt: bool | None = None,
         turn_countdown_s: float | None = None,
@@ -138,6 +146,28 @@ class Daemon:
         if c.command:
             self.cues = CueCommand(c.command, c.events, timeout_s=c.timeout_s)
             self.runner.add_listener(self.cues.output)
+        self.sim_strap = sim_strap
+        self.strap: HeartRateStrap | None = None
+        self.strap_supervisor: Supervisor | None = None
+        if strap is not None:
+            hr = config.heart_rate
+            self.strap = HeartRateStrap(strap, clock)
+            self.strap_supervisor = Supervisor(
+                self.strap,
+                clock,
+                silence_timeout_s=hr.silence_timeout_s,
+                connect_timeout_s=hr.connect_timeout_s + hr.scan_timeout_s,
+                backoff=Backoff(1.0, hr.reconnect_max_backoff_s),
+                what="heart-rate strap",
+            )
+            self.runner.attach_strap(
+                self.strap, stale_after_s=hr.stale_after_s, frozen_after_s=hr.frozen_after_s
+            )
+            self.health.strap = LinkState.STOPPED.value
+            self.strap_supervisor.add_state_listener(self._on_strap_state)
+        if sim is not None:
+            # The simulated walker follows the cues: they face the way each phase says.
+            self.runner.add_listener(self._walker_follows_cues)
         self.bridge: Any = None
         self.quiet: QuietIdle | None = None
         use_mqtt = config.mqtt.enabled if mqtt is None else mqtt
@@ -171,6 +201,14 @@ class Daemon:
             self.health.treadmill = caps.name or caps.address
         self.runner._publish_state()
         self._health_changed()
+
+    def _on_strap_state(self, state: LinkState) -> None:
+        self.health.strap = state.value
+        self._health_changed()
+
+    def _walker_follows_cues(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "event" and payload.get("type") == "phase_started" and self.sim is not None:
+            self.sim.walker.backward = payload.get("direction") == "backward"
 
     def _on_output(self, kind: str, payload: dict[str, Any]) -> None:
         if kind != "state":
@@ -286,8 +324,12 @@ class Daemon:
         tasks: list[asyncio.Task[None]] = []
         if self.sim is not None:
             tasks.append(asyncio.create_task(self.sim.run(self.clock), name="simulator"))
+        if self.sim_strap is not None:
+            tasks.append(asyncio.create_task(self.sim_strap.run(self.clock), name="sim-strap"))
         tasks.append(asyncio.create_task(self.runner.run(), name="session-runner"))
         tasks.append(asyncio.create_task(self.supervisor.run(), name="supervisor"))
+        if self.strap_supervisor is not None:
+            tasks.append(asyncio.create_task(self.strap_supervisor.run(), name="strap-supervisor"))
         tasks.append(asyncio.create_task(self._look_after_sessions(), name="sessions-dir"))
         tasks.append(asyncio.create_task(self.coaching.run(), name="walker-status"))
         if self.cues is not None:
@@ -368,6 +410,10 @@ class Daemon:
             with contextlib.suppress(RetrotreadError, TimeoutError):
                 async with asyncio.timeout(10):
                     await self.treadmill.disconnect()
+            if self.strap is not None:
+                with contextlib.suppress(RetrotreadError, TimeoutError):
+                    async with asyncio.timeout(10):
+                        await self.strap.disconnect()
 
 
 # ---------------------------------------------------------------------- wiring
@@ -385,10 +431,10 @@ def _coaching(config: Config, runner: SessionRunner, treadmill: FtmsTreadmill) -
 def clock_for(config: Config, speedup: float, simulated: bool) -> Clock:
     """Real time, or time compressed ``speedup`` times for a simulated treadmill.
 
-    Compressed, the silence watchdog and the control point's timeouts are kept at one real
-    second or more (a stop's wait at half of one): they count clock seconds, and at 120x 5
-    clock seconds are 42 real milliseconds, which a busy event loop can miss without the
-    link being in any trouble.
+    Compressed, the silence watchdogs (treadmill and strap), the heart-rate staleness and the
+    control point's timeouts are kept at one real second or more (a stop's wait at half of
+    one): they count clock seconds, and at 120x 5 clock seconds are 42 real milliseconds,
+    which a busy event loop can miss without a link being in any trouble.
     """
     if speedup <= 0:
         raise ConfigError("--speedup must be positive")
@@ -403,6 +449,13 @@ def clock_for(config: Config, speedup: float, simulated: bool) -> Clock:
             "silence_timeout_s": max(t.silence_timeout_s, min(120.0, speedup * 1.0)),
             "command_timeout_s": max(t.command_timeout_s, min(120.0, speedup * 1.0)),
             "stop_wait_s": max(t.stop_wait_s, min(60.0, speedup * 0.5)),
+        }
+    )
+    hr = config.heart_rate
+    config.heart_rate = hr.model_copy(
+        update={
+            "silence_timeout_s": max(hr.silence_timeout_s, min(120.0, speedup * 1.0)),
+            "stale_after_s": max(hr.stale_after_s, min(60.0, speedup * 1.0)),
         }
     )
     return ScaledClock(speedup)
@@ -425,8 +478,17 @@ async def daemon_for(
     (DBUS_SYSTEM_BUS_ADDRESS): the real BLE code path, with no radio.
     """
     async with contextlib.AsyncExitStack() as stack:
-        gatt, sim = await _transport(config, transport, bus_address, stack)
-        yield Daemon(config, gatt, clock, sim=sim, mqtt=mqtt, turn_countdown_s=turn_countdown_s)
+        gatt, sim, strap, sim_strap = await _transport(config, transport, bus_address, stack)
+        yield Daemon(
+            config,
+            gatt,
+            clock,
+            sim=sim,
+            strap=strap,
+            sim_strap=sim_strap,
+            mqtt=mqtt,
+            turn_countdown_s=turn_countdown_s,
+        )
 
 
 async def _transport(
@@ -434,27 +496,49 @@ async def _transport(
     kind: TransportKind,
     bus_address: str | None,
     stack: contextlib.AsyncExitStack,
-) -> tuple[GattTransport, SimTreadmill | None]:
+) -> tuple[GattTransport, SimTreadmill | None, GattTransport | None, SimStrap | None]:
+    """The treadmill's transport and the strap's (None: no strap), and the simulators."""
     from retrotread.link.bleak_transport import BleakTransport
 
+    hr = config.heart_rate
     if kind == "bluetooth":
         t = config.treadmill
-        return BleakTransport(
+        strap = None
+        if hr.wanted(simulated=False):
+            strap = BleakTransport(
+                address=hr.address,
+                name=hr.name,
+                adapter=hr.adapter or t.adapter,
+                scan_timeout_s=hr.scan_timeout_s,
+                kind="strap",
+            )
+        treadmill = BleakTransport(
             address=t.address, name=t.name, adapter=t.adapter, scan_timeout_s=t.scan_timeout_s
-        ), None
+        )
+        return treadmill, None, strap, None
+    from retrotread.sim.strap import SimStrap
     from retrotread.sim.treadmill import SimTreadmill
 
     sim = SimTreadmill()
+    # One simulated walker: the treadmill moves them, the strap reads their heart.
+    sim_strap = SimStrap(sim.walker) if hr.wanted(simulated=True) else None
     if kind == "simulator":
         from retrotread.sim.inprocess import InProcessTransport
 
-        return InProcessTransport(sim), sim
+        strap_link = InProcessTransport(sim_strap) if sim_strap is not None else None
+        return InProcessTransport(sim), sim, strap_link, sim_strap
     from retrotread.sim.bluez import FakeBlueZ
 
     fake = FakeBlueZ(bus_address=bus_address)
     fake.add_peripheral(sim)
+    if sim_strap is not None:
+        fake.add_peripheral(sim_strap)
     await stack.enter_async_context(fake)
-    return BleakTransport(address=sim.address, scan_timeout_s=5.0), sim
+    treadmill = BleakTransport(address=sim.address, scan_timeout_s=5.0)
+    if sim_strap is None:
+        return treadmill, sim, None, None
+    strap = BleakTransport(address=sim_strap.address, scan_timeout_s=5.0, kind="strap")
+    return treadmill, sim, strap, sim_strap
 
 
 async def run_daemon(
