@@ -144,6 +144,8 @@ async def test_phone_flow_start_telemetry_pause_resume_stop(broker: Broker, tmp_
             "direction",
             "heart_rate_bpm",
             "energy_kcal",
+            "heart_rate_source",
+            "hr_cap_state",
         }
         assert t["phase"] == "warm-up"
         assert t["direction"] == "forward"

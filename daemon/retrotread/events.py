@@ -25,6 +25,9 @@ EVENT_TYPES: tuple[str, ...] = (
     # records lost) is marked in the log. Its start was told as an "error" (reason
     # "recording"), and the state's "recording" flag says it all along.
     "recording_gap",
+    # The heart-rate cap changed state (README "Heart-rate cap"): holding, stepping_down,
+    # finish, resumed, no_signal, signal_back; what the walker must hear is also a "cue".
+    "hr_cap",
     COMMAND_REFUSED,
 )
 

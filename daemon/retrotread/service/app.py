@@ -80,8 +80,8 @@ class Health:
             text = f"looking for {who} ({self.link})"
         if self.broker != "off":
             text += f"; MQTT {self.broker}"
-        if self.strap is not None:
-            text += f"; strap {self.strap}"
+        if self.strap is not None and self.strap != "connected":
+            text += f"; heart-rate strap {self.strap}"  # news only when it is not there
         if self.recording:
             text += f"; NOT RECORDING: {self.recording}"
         elif self.storage:
