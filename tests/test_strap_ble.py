@@ -1,0 +1,108 @@
+"""The daemon with two BLE links at once: a simulated treadmill and a simulated strap behind
+the fake BlueZ, through the real bleak (the wiring ``run --simulate`` over BlueZ uses)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from retrotread.clock import ScaledClock
+from retrotread.config import Config, HeartRateConfig, MqttConfig, SessionsConfig, TreadmillConfig
+from retrotread.ftms.heart_rate import decode_heart_rate_measurement
+from retrotread.service.app import daemon_for
+from retrotread.service.supervisor import LinkState
+from retrotread.session.log import read_session
+from retrotread.sim.dbus_bus import PrivateBus
+from tests.blehelpers import private_bus, wait_until
+from tests.runhelpers import phase, profile
+
+__all__ = ["private_bus"]
+
+SPEEDUP = 20.0
+WALK = profile(
+    phase("warm", 1.5, duration=80, ramp=20),
+    phase("up", 1.5, duration=80, ramp=20, incline=2.0),
+    name="walk",
+)
+
+
+def config(tmp_path: Path) -> Config:
+    # At 20x, one real second is 20 clock seconds: the watchdogs and staleness stay at one
+    # real second or more (a loaded machine is not a silent device).
+    return Config(
+        treadmill=TreadmillConfig(silence_timeout_s=20.0),
+        heart_rate=HeartRateConfig(silence_timeout_s=20.0, stale_after_s=20.0),
+        mqtt=MqttConfig(enabled=False),
+        sessions=SessionsConfig(dir=tmp_path),
+    )
+
+
+async def test_a_treadmill_and_a_strap_at_once_and_the_strap_drops_alone(
+    private_bus: PrivateBus, tmp_path: Path
+) -> None:
+    clock = ScaledClock(SPEEDUP)
+    cfg = config(tmp_path)
+    async with daemon_for(
+        cfg, clock, "simulator-over-bluez", mqtt=False, bus_address=private_bus.address
+    ) as daemon:
+        assert daemon.strap is not None and daemon.strap_supervisor is not None
+        assert daemon.sim_strap is not None and daemon.sim is not None
+        out: list[tuple[str, dict[str, Any]]] = []
+        daemon.runner.add_listener(lambda k, p: out.append((k, p)))
+        stop = asyncio.Event()
+        serving = asyncio.create_task(daemon.run(stop))
+        try:
+            await wait_until(
+                lambda: (
+                    daemon.supervisor.state == LinkState.CONNECTED
+                    and daemon.strap_supervisor is not None
+                    and daemon.strap_supervisor.state == LinkState.CONNECTED
+                ),
+                20,
+            )
+            assert daemon.health.strap == "connected"
+            assert daemon.runner.state()["heart_rate"]["strap"] == "connected"
+            await daemon.runner.start(WALK)
+
+            def strap_rates() -> list[dict[str, Any]]:
+                return [
+                    p
+                    for k, p in out
+                    if k == "telemetry" and p["session_id"] and p["heart_rate_source"] == "strap"
+                ]
+
+            await wait_until(lambda: len(strap_rates()) >= 3, 10)
+            # Telemetry shows values the strap sent, through bleak and the fake BlueZ.
+            sent = {
+                decode_heart_rate_measurement(b).heart_rate_bpm for _, b in daemon.sim_strap.sent
+            }
+            assert {p["heart_rate_bpm"] for p in strap_rates()} <= sent
+            assert all(60 <= p["heart_rate_bpm"] <= 160 for p in strap_rates())
+
+            daemon.sim_strap.drop_link("the strap slipped off")
+            await wait_until(
+                lambda: daemon.strap_supervisor is not None and daemon.strap_supervisor.losses == 1,
+                10,
+            )
+            n = len(strap_rates())
+            await wait_until(lambda: len(strap_rates()) > n + 2, 20)  # back, through bleak
+            assert daemon.sim_strap.connects == 2
+
+            await wait_until(lambda: daemon.runner.session is None, 40)
+        finally:
+            stop.set()
+            await asyncio.wait_for(serving, 30)
+    # The treadmill's session never noticed the strap come and go.
+    assert daemon.runner.last_outcome == "completed"
+    assert daemon.supervisor.losses == 0
+    events = [p["type"] for k, p in out if k == "event"]
+    assert "link_lost" not in events and "link_restored" not in events
+    pauses = [w for w in daemon.sim.accepted if w.data == b"\x08\x02"]
+    assert pauses == []
+    assert daemon.runner.last_log is not None
+    log = read_session(daemon.runner.last_log)
+    assert log.outcome == "completed"
+    assert any(x["char"] == "2a37" for x in log.of("rx"))
+    links = [e for e in log.of("event") if e.get("event") == "strap_link"]
+    assert [e["up"] for e in links] == [False, True]
