@@ -284,6 +284,15 @@ def test_a_frozen_value_is_no_reading_but_a_steady_beating_heart_is() -> None:
     assert h.reading(120.0).bpm == 101
 
 
+def test_a_quiet_strap_is_stale_not_frozen() -> None:
+    h = HeartRateSources(strap_expected=True, stale_after_s=60.0, frozen_after_s=45.0)
+    h.strap_up("RETRO-HR")
+    h.strap_sample(hrm(100, rr=(0.6,)), 0.0)
+    assert h.reading(50.0).bpm == 100  # one sample 50 s ago: old, but nothing repeated
+    r = h.reading(61.0)
+    assert r.bpm is None and r.problem == "strap: no reading for more than 60 s"
+
+
 def test_changes_of_source_are_reported_once() -> None:
     h = HeartRateSources(strap_expected=True)
     assert h.changed(0.0) is not None  # the first answer is news

@@ -100,7 +100,9 @@ class HeartRateSources:
             return "no reading"
         if now - feed.at > self.stale_after_s:
             return f"no reading for more than {self.stale_after_s:g} s"
-        if feed.same_since is not None and now - feed.same_since >= self.frozen_after_s:
+        # Frozen: the same value *received* again and again for that long (a strap that
+        # sends nothing is stale, not frozen).
+        if feed.same_since is not None and feed.at - feed.same_since >= self.frozen_after_s:
             return f"the same value for {self.frozen_after_s:g} s (frozen?)"
         return None
 
