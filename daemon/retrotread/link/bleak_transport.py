@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -99,13 +100,29 @@ def _heart_rate_advert(adv: AdvertisementData) -> bool:
     return uuids.HEART_RATE_SERVICE in [u.lower() for u in adv.service_uuids]
 
 
+_SCAN_TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str | None, asyncio.Lock]]
+_SCAN_TURNS = weakref.WeakKeyDictionary()
+
+
+def _scan_turn(adapter: str | None) -> asyncio.Lock:
+    """This process's scans on ``adapter`` take turns.
+
+    BlueZ gives each D-Bus client one discovery session per adapter (a second StartDiscovery
+    is ``org.bluez.Error.InProgress``), and bleak is one client per process: the treadmill's
+    link and the strap's, looking at the same time, would fail each other.
+    """
+    locks = _SCAN_TURNS.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(adapter, asyncio.Lock())
+
+
 async def scan(timeout_s: float, adapter: str | None = None) -> list[Found]:
     """Advertising FTMS machines (service UUID or service data) and heart-rate straps
     (``kind`` says which), strongest first."""
     try:
-        seen = await BleakScanner.discover(
-            timeout=timeout_s, return_adv=True, **_bluez_kwargs(adapter)
-        )
+        async with _scan_turn(adapter):
+            seen = await BleakScanner.discover(
+                timeout=timeout_s, return_adv=True, **_bluez_kwargs(adapter)
+            )
     except (BleakError, OSError) as exc:
         raise _unavailable(exc) or LinkError(f"scan failed: {_describe(exc)}") from exc
     out = []
@@ -227,14 +244,15 @@ class BleakTransport:
         self._takeover_failed = False
         kwargs = _bluez_kwargs(self.adapter)
         try:
-            if self.want_address:
-                device = await BleakScanner.find_device_by_address(
-                    self.want_address, timeout=self.scan_timeout_s, **kwargs
-                )
-            else:
-                device = await BleakScanner.find_device_by_filter(
-                    self._is_ours, timeout=self.scan_timeout_s, **kwargs
-                )
+            async with _scan_turn(self.adapter):
+                if self.want_address:
+                    device = await BleakScanner.find_device_by_address(
+                        self.want_address, timeout=self.scan_timeout_s, **kwargs
+                    )
+                else:
+                    device = await BleakScanner.find_device_by_filter(
+                        self._is_ours, timeout=self.scan_timeout_s, **kwargs
+                    )
         except (BleakError, OSError) as exc:
             raise _unavailable(exc) or LinkError(f"scan failed: {_describe(exc)}") from exc
         if device is None:
