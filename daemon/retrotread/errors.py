@@ -49,6 +49,10 @@ class LinkError(RetrotreadError):
     """The treadmill link failed or is not connected."""
 
 
+class WrongDevice(LinkError):
+    """Connected, but the device is not what was asked for (a strap, not a treadmill...)."""
+
+
 class BrokerError(RetrotreadError):
     """The MQTT broker cannot be reached, refused us, or dropped us."""
 

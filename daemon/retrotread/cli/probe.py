@@ -1,4 +1,5 @@
-"""``retrotread probe ADDRESS``: connect and print what a treadmill supports, then live data."""
+"""``retrotread probe ADDRESS``: connect and print what a treadmill supports (or what a
+heart-rate strap is), then live data."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 import json
 
 from retrotread.clock import RealClock
+from retrotread.errors import WrongDevice
+from retrotread.ftms.heart_rate import HeartRateMeasurement
 from retrotread.link.bleak_transport import BleakTransport
 from retrotread.link.events import (
     Capabilities,
@@ -16,6 +19,7 @@ from retrotread.link.events import (
     TrainingChanged,
 )
 from retrotread.link.ftms_client import FtmsTreadmill
+from retrotread.link.strap import HeartRateSample, HeartRateStrap
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +44,10 @@ async def _run(args: argparse.Namespace) -> int:
     treadmill.add_listener(events.append)
     try:
         caps = await treadmill.connect()
+    except WrongDevice:
+        # Not a treadmill: a heart-rate strap, perhaps (for ``[heart_rate] address``).
+        return await _probe_strap(args)
+    try:
         if not args.json:
             _print_caps(caps)
             print(f"\nlive data for {args.seconds:g} s:")
@@ -61,6 +69,54 @@ async def _run(args: argparse.Namespace) -> int:
     finally:
         await treadmill.disconnect()
     return 0
+
+
+async def _probe_strap(args: argparse.Namespace) -> int:
+    transport = BleakTransport(
+        address=args.address, adapter=args.adapter, scan_timeout_s=args.timeout, kind="strap"
+    )
+    strap = HeartRateStrap(transport, RealClock())
+    samples: list[HeartRateSample] = []
+    strap.add_listener(lambda e: samples.append(e) if isinstance(e, HeartRateSample) else None)
+    try:
+        info = await strap.connect()
+        if not args.json:
+            print(f"name:     {info.name}")
+            print(f"address:  {info.address}")
+            print("kind:     heart-rate strap (Heart Rate Service)")
+            for key, value in info.device_info.items():
+                print(f"{key + ':':<10}{value}")
+            print(f"location: {info.location or 'not reported'}")
+            for w in info.warnings:
+                print(f"warning:  {w}")
+            print(f"\nlive data for {args.seconds:g} s:")
+        printed = 0
+        loop = asyncio.get_running_loop()
+        end = loop.time() + args.seconds
+        while loop.time() < end and strap.is_connected:
+            await asyncio.sleep(0.1)
+            if not args.json:
+                for sample in samples[printed:]:
+                    print("  " + _describe_heart(sample.measurement))
+                printed = len(samples)
+        if args.json:
+            doc = {"kind": "strap", **info.to_dict()}
+            doc["heart_rate"] = [s.measurement.to_dict() for s in samples]
+            print(json.dumps(doc, indent=2))
+    finally:
+        await strap.disconnect()
+    return 0
+
+
+def _describe_heart(m: HeartRateMeasurement) -> str:
+    parts = [f"heart rate {m.heart_rate_bpm} bpm"]
+    if m.sensor_contact is not None:
+        parts.append("contact" if m.sensor_contact else "NO skin contact")
+    if m.rr_intervals_ms:
+        parts.append("RR " + " ".join(f"{ms:.0f}" for ms in m.rr_intervals_ms) + " ms")
+    if m.energy_expended_kj is not None:
+        parts.append(f"energy {m.energy_expended_kj} kJ")
+    return ", ".join(parts)
 
 
 def _print_caps(caps: Capabilities) -> None:

@@ -1,4 +1,5 @@
-"""``retrotread scan``: nearby FTMS treadmills, and whether speed and incline can be set."""
+"""``retrotread scan``: nearby FTMS treadmills, whether speed and incline can be set, and
+heart-rate straps."""
 
 from __future__ import annotations
 
@@ -40,7 +41,10 @@ async def _capabilities(found: Found, adapter: str | None) -> tuple[bool | None,
 
 async def _run(args: argparse.Namespace) -> int:
     found = await scan(args.timeout, args.adapter)
-    treadmills = [f for f in found if f.is_treadmill is not False]
+    treadmills = [f for f in found if f.kind == "treadmill" and f.is_treadmill is not False]
+    straps = [
+        {"name": f.name, "address": f.address, "rssi": f.rssi} for f in found if f.kind == "strap"
+    ]
     rows: list[dict[str, Any]] = []
     for f in treadmills:
         speed: bool | None = None
@@ -57,15 +61,17 @@ async def _run(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0 if rows else 1
+        # Treadmills as before; heart-rate straps after them, marked by "kind".
+        print(json.dumps(rows + [{"kind": "strap", **s} for s in straps], indent=2))
+        return 0 if rows or straps else 1
     if not rows:
         print(
             f"No FTMS treadmill found in {args.timeout:g} s. Is it switched on, in range, and not "
             "connected to another app?",
             file=sys.stderr,
         )
-        return 1
+        _print_straps(straps)
+        return 0 if straps else 1
 
     def yn(v: bool | None) -> str:
         return "?" if v is None else ("yes" if v else "no")
@@ -77,7 +83,18 @@ async def _run(args: argparse.Namespace) -> int:
             f"{(r['name'] or '(no name)'):<24} {r['address']:<18} {rssi:>5}  "
             f"{yn(r['speed']):<5} {yn(r['incline']):<7}"
         )
+    _print_straps(straps)
     return 0
+
+
+def _print_straps(straps: list[dict[str, Any]]) -> None:
+    """Heart-rate straps, for ``[heart_rate] address`` (none: nothing printed)."""
+    if not straps:
+        return
+    print(f"\n{'HEART-RATE STRAP':<24} {'ADDRESS':<18} {'RSSI':>5}")
+    for s in straps:
+        rssi = "" if s["rssi"] is None else str(s["rssi"])
+        print(f"{(s['name'] or '(no name)'):<24} {s['address']:<18} {rssi:>5}")
 
 
 def run(args: argparse.Namespace) -> int:

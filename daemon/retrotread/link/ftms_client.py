@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 
 from retrotread.clock import Clock
-from retrotread.errors import AttError, ControlError, DecodeError, LinkError
+from retrotread.errors import AttError, ControlError, DecodeError, WrongDevice
 from retrotread.ftms import control as cp
 from retrotread.ftms import uuids
 from retrotread.ftms.features import (
@@ -208,7 +208,7 @@ class FtmsTreadmill:
                 return None
 
         if uuids.FEATURE not in chars:
-            raise LinkError(f"{self.transport.address} has no Fitness Machine Feature (0x2ACC)")
+            raise WrongDevice(f"{self.transport.address} has no Fitness Machine Feature (0x2ACC)")
         features = await read(uuids.FEATURE, decode_features)
         speed = await read(uuids.SPEED_RANGE, decode_speed_range)
         incline = await read(uuids.INCLINE_RANGE, decode_incline_range)

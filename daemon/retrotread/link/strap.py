@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retrotread.clock import Clock
-from retrotread.errors import AttError, DecodeError, LinkError
+from retrotread.errors import AttError, DecodeError, WrongDevice
 from retrotread.ftms import uuids
 from retrotread.ftms.heart_rate import (
     HeartRateMeasurement,
@@ -107,7 +107,7 @@ class HeartRateStrap:
         try:
             chars = self.transport.characteristics()
             if uuids.HEART_RATE_MEASUREMENT not in chars:
-                raise LinkError(
+                raise WrongDevice(
                     f"{self.transport.address} has no Heart Rate Measurement (0x2A37): "
                     "not a heart-rate strap"
                 )

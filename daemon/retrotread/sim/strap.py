@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from retrotread.clock import Clock
 from retrotread.errors import (
@@ -43,6 +44,9 @@ from retrotread.sim.gatt import (
     Subscription,
 )
 from retrotread.sim.physiology import Walker
+
+if TYPE_CHECKING:
+    from retrotread.sim.treadmill import SimTreadmill
 
 
 @dataclass
@@ -322,3 +326,11 @@ def _build_services() -> tuple[GattService, ...]:
             (ch(uuids.HEART_RATE_MEASUREMENT, "notify"), ch(uuids.BODY_SENSOR_LOCATION, "read")),
         ),
     )
+
+
+def treadmill_and_strap() -> list[SimTreadmill | SimStrap]:
+    """A simulated treadmill and a strap on its walker (``sim.bluez_server`` factory)."""
+    from retrotread.sim.treadmill import SimConfig, SimTreadmill
+
+    treadmill = SimTreadmill(SimConfig(pre_workout_s=1.0))
+    return [treadmill, SimStrap(treadmill.walker)]
