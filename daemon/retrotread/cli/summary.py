@@ -34,12 +34,30 @@ def run(args: argparse.Namespace) -> int:
             f"{_n(ph.mean_incline_pct, '.1f'):>5} {_n(ph.mean_heart_rate_bpm, '.0f'):>5}"
         )
     hr = v.heart_rates
+    sources = v.heart_rate_sources
+    source = f" ({sources[0]}{', ' + sources[1] + ' at times' if len(sources) > 1 else ''})"
+    source = source if sources else ""
     print(
         f"\ntotal: {fmt_time(v.duration_s)}, {v.distance_m:.0f} m, "
         f"{fmt_time(v.backward_s)} backward"
         + (f", {v.energy_kcal} kcal" if v.energy_kcal else "")
-        + (f", heart rate {mean_bpm(hr)} bpm avg / {max(hr)} max" if hr else "")
+        + (f", heart rate {mean_bpm(hr)} bpm avg / {max(hr)} max{source}" if hr else "")
     )
+    cap = v.heart_rate_cap_bpm
+    if cap is not None:
+        states = [str(e.get("state")) for e in v.hr_cap_events]
+        held = states.count("holding")
+        print(
+            f"heart-rate cap {cap} bpm: "
+            + (
+                f"held {held} time{'s' if held != 1 else ''}"
+                + (", stepped down" if "stepping_down" in states else "")
+                + (", finished early by the cap" if "finish" in states else "")
+                if held
+                else "never reached"
+            )
+            + (", heart rate lost for a while" if "no_signal" in states else "")
+        )
     gaps = v.log.gaps
     if gaps:
         missing = sum(float(g.get("to") or 0) - float(g.get("from") or 0) for g in gaps)

@@ -21,6 +21,7 @@ class Sample:
     energy_kcal: int | None
     phase: str | None
     direction: str | None
+    heart_rate_source: str | None = None  # "strap" or "treadmill" (logs before: unknown)
 
 
 @dataclass
@@ -99,6 +100,26 @@ class SessionView:
     def heart_rates(self) -> list[int]:
         return heart_rates(self.samples)
 
+    @property
+    def heart_rate_sources(self) -> list[str]:
+        """Where the heart rate came from ("strap", "treadmill"), most used first."""
+        counts: dict[str, int] = {}
+        for s in self.samples:
+            if s.heart_rate_bpm and s.heart_rate_source:
+                counts[s.heart_rate_source] = counts.get(s.heart_rate_source, 0) + 1
+        return sorted(counts, key=lambda k: -counts[k])
+
+    @property
+    def heart_rate_cap_bpm(self) -> int | None:
+        """The session's heart-rate cap (README "Heart-rate cap"), when it had one."""
+        block = (self.log.header or {}).get("heart_rate")
+        cap = block.get("cap_bpm") if isinstance(block, dict) else None
+        return int(cap) if isinstance(cap, int | float) and not isinstance(cap, bool) else None
+
+    @property
+    def hr_cap_events(self) -> list[dict[str, Any]]:
+        return [e for e in self.log.of("event") if e.get("event") == "hr_cap"]
+
 
 def heart_rates(samples: Iterable[Sample]) -> list[int]:
     """The heart-rate readings among ``samples`` (absent or 0: no reading)."""
@@ -129,6 +150,7 @@ def analyse(log: SessionLog) -> SessionView:
             energy_kcal=int(r["energy_kcal"]) if _num(r.get("energy_kcal")) is not None else None,
             phase=r.get("phase"),
             direction=r.get("direction"),
+            heart_rate_source=r.get("heart_rate_source"),
         )
         for r in log.of("telemetry")
     ]

@@ -21,6 +21,8 @@ def plot(view: SessionView, out: Path) -> dict[str, int]:
         ("Incline (%)", [s.incline_pct for s in view.samples], "#2ca02c"),
         ("Heart rate (bpm)", [s.heart_rate_bpm for s in view.samples], "#d62728"),
     )
+    sources = view.heart_rate_sources  # the axis says where the heart rate came from
+    shown = {"Heart rate (bpm)": f"Heart rate (bpm, {sources[0]})"} if len(sources) == 1 else {}
     drawn: dict[str, int] = {}
     for ax, (label, values, colour) in zip(axes, series, strict=True):
         points = [(x, y) for x, y in zip(t, values, strict=True) if y is not None]
@@ -29,7 +31,7 @@ def plot(view: SessionView, out: Path) -> dict[str, int]:
             ax.plot([p[0] for p in points], [p[1] for p in points], color=colour, linewidth=2)
         else:
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center")
-        ax.set_ylabel(label, fontsize=13)
+        ax.set_ylabel(shown.get(label, label), fontsize=13)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=12)
         for i, ph in enumerate(view.phases):
@@ -37,6 +39,10 @@ def plot(view: SessionView, out: Path) -> dict[str, int]:
             ax.axvspan(
                 ph.start_t / 60, ph.end_t / 60, color=shade, alpha=0.35 if i % 2 else 0.5, lw=0
             )
+    cap = view.heart_rate_cap_bpm
+    if cap is not None:
+        axes[2].axhline(cap, color="#d62728", linestyle="--", linewidth=1.2)
+        axes[2].text(0, cap, f" cap {cap}", va="bottom", fontsize=10, color="#d62728")
     top = axes[0]
     ymax = top.get_ylim()[1]
     for ph in view.phases:
