@@ -40,6 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip the fake BlueZ and talk to the simulator directly",
     )
     parser.add_argument("--sessions-dir", type=Path, help="where the session log goes")
+    parser.add_argument(
+        "--max-heart-rate",
+        type=int,
+        default=DEMO_CAP_BPM,
+        metavar="BPM",
+        help=f"the heart-rate cap (default {DEMO_CAP_BPM}: the simulated walker's heart "
+        "crosses it on hill-intro's hills; 0: no cap)",
+    )
     coach = parser.add_argument_group(
         "the coach", "weeks of a plan in a minute or two (a virtual clock; --speedup unused)"
     )
@@ -49,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     coach.add_argument("--walker", default="sam", help="the simulated walker's name")
     coach.add_argument("-o", "--output", type=Path, help="the progress plot (PNG)")
+
+
+DEMO_CAP_BPM = 108
 
 
 def default_demo_dir() -> Path:
@@ -92,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.plan is not None:
         return _coach(args)
+    if args.max_heart_rate and not 60 <= args.max_heart_rate <= 220:
+        print("--max-heart-rate must be 60 to 220 bpm, or 0 for no cap", file=sys.stderr)
+        return 2
 
     sessions = args.sessions_dir or default_demo_dir()
     with (
@@ -113,13 +127,14 @@ async def _demo(
     args: argparse.Namespace, port: int, sessions: Path, bus: PrivateBus | None
 ) -> tuple[dict[str, Any], Path | None]:
     from retrotread.cli.progress import Progress
-    from retrotread.config import Config, MqttConfig, SessionsConfig
+    from retrotread.config import Config, MqttConfig, SafetyConfig, SessionsConfig
     from retrotread.mqtt.phone import walk_profile
     from retrotread.service.app import clock_for, daemon_for, run_daemon
 
     config = Config(
         mqtt=MqttConfig(host="127.0.0.1", port=port, device_id="demo"),
         sessions=SessionsConfig(dir=sessions),
+        safety=SafetyConfig(max_heart_rate_bpm=args.max_heart_rate or None),
     )
     clock = clock_for(config, args.speedup, simulated=True)
     transport: TransportKind = "simulator-over-bluez" if bus is not None else "simulator"
@@ -133,7 +148,9 @@ async def _demo(
             f"retrotread demo: {profile.title} ({fmt_time(profile.duration_s)}"
             + (f", {args.speedup:g}x faster" if args.speedup != 1 else "")
             + f")\n  treadmill: simulated, {how}"
-            f"\n  broker:    mosquitto on 127.0.0.1:{port}"
+            + "\n  heart:     a simulated strap on the simulated walker"
+            + (f", cap {args.max_heart_rate} bpm" if args.max_heart_rate else ", no cap")
+            + f"\n  broker:    mosquitto on 127.0.0.1:{port}"
             f"\n  topics:    {config.mqtt.effective_base_topic}/#\n"
         )
         progress = Progress()
@@ -156,7 +173,13 @@ def _print_summary(outcome: dict[str, Any], log_path: Path | None) -> None:
     top = f"{summary.get('max_speed_kmh')} km/h, top incline {summary.get('max_incline_pct')} %"
     print(f"  top speed: {top}")
     if summary.get("mean_heart_rate_bpm"):
-        print(f"  heart:     {summary['mean_heart_rate_bpm']} bpm on average")
+        source = summary.get("heart_rate_source") or "?"
+        held = int(summary.get("hr_cap_episodes") or 0)
+        print(
+            f"  heart:     {summary['mean_heart_rate_bpm']} bpm on average, "
+            f"{summary.get('max_heart_rate_bpm')} at most ({source})"
+            + (f"; the cap held back {held} time{'s' if held != 1 else ''}" if held else "")
+        )
     print(f"  log:       {log_path}")
     if log_path is not None:
         from retrotread.session.analysis import load
