@@ -42,8 +42,8 @@ class HrRig(RunRig):
         return [e["state"] for e in self.cap_events()]
 
     def first(self, state: str) -> float:
-        """The session time of the first ``hr_cap`` event in ``state`` (log-free: wall ts)."""
-        return next(e["_t"] for e in self.cap_events() if e["state"] == state)
+        """The clock time of the first ``hr_cap`` event in ``state``."""
+        return float(next(e["_t"] for e in self.cap_events() if e["state"] == state))
 
     def setpoints(self, q: str, since: float = 0.0) -> list[tuple[float, float]]:
         """(time, value) of the speed or incline setpoints the treadmill accepted."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+from retrotread.profiles.model import Profile
 from retrotread.session.log import read_session
 from retrotread.sim.physiology import Walker
 from retrotread.sim.safety_check import Journal
@@ -17,7 +18,7 @@ from tests.hrhelpers import HrRig, hr_rig
 from tests.runhelpers import phase, profile
 
 
-def hill(top: float = 6.0, ramp: float = 120.0, duration: float = 600.0) -> object:
+def hill(top: float = 6.0, ramp: float = 120.0, duration: float = 600.0) -> Profile:
     return profile(
         phase("warm-up", 2.5, duration=60, ramp=30),
         phase("hill", 2.5, duration=duration, ramp=ramp, incline=top, direction="backward"),
@@ -26,9 +27,9 @@ def hill(top: float = 6.0, ramp: float = 120.0, duration: float = 600.0) -> obje
     )
 
 
-async def run_to_end(r: HrRig, journal: Journal, prof: object, limit_s: float = 1500) -> None:
+async def run_to_end(r: HrRig, journal: Journal, prof: Profile, limit_s: float = 1500) -> None:
     journal.command(r.clock.monotonic(), "start")
-    await r.call(r.runner.start(prof))  # type: ignore[arg-type]
+    await r.call(r.runner.start(prof))
     await r.until(lambda: r.runner.session is None, limit_s, step=0.5)
 
 
