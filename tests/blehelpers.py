@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -16,6 +19,36 @@ from retrotread.link.ftms_client import FtmsTreadmill
 from retrotread.sim.bluez import FakeBlueZ
 from retrotread.sim.dbus_bus import PrivateBus
 from retrotread.sim.treadmill import Faults, SimConfig, SimTreadmill
+from tests.clihelpers import ROOT, run_cli
+
+
+@contextmanager
+def bluez_server(*args: str) -> Iterator[dict[str, str]]:
+    """``python -m retrotread.sim.bluez_server ARGS`` in another process: the environment
+    (bus address, PATH) another process's bleak needs to find its peripherals."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "retrotread.sim.bluez_server", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert server.stdout is not None
+    address = server.stdout.readline().strip().split("=", 1)[1]
+    prefix = server.stdout.readline().strip().split("=", 1)[1]
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address}
+    if prefix:
+        env["PATH"] = prefix + os.pathsep + env["PATH"]
+    try:
+        yield env
+    finally:
+        server.terminate()
+        server.wait(10)
+        server.stdout.close()
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``retrotread ARGS`` in a subprocess whose bleak sees ``bluez_server``'s bus."""
+    return run_cli(*args, env=env, timeout=60)
 
 
 @pytest.fixture

@@ -21,10 +21,11 @@ from retrotread.service.runner import SessionRunner
 from retrotread.service.supervisor import Supervisor
 from retrotread.sim.inprocess import InProcessTransport
 from retrotread.sim.physiology import Walker
-from retrotread.sim.safety_check import Journal, Rules, Violation, check
+from retrotread.sim.safety_check import Journal, Violation, check
 from retrotread.sim.strap import SimStrap, StrapFaults
 from retrotread.sim.treadmill import SimConfig, SimTreadmill
 from tests.runhelpers import RunRig
+from tests.test_safety_regressions import rules
 
 
 @dataclass(kw_only=True)
@@ -56,16 +57,8 @@ class HrRig(RunRig):
         return out
 
     def violations(self, journal: Journal) -> list[Violation]:
-        s = self.safety
-        rules = Rules(
-            max_speed_kmh=s.max_speed_kmh,
-            max_incline_pct=s.max_incline_pct,
-            speed_step_kmh=s.speed_step_kmh,
-            incline_step_pct=s.incline_step_pct,
-            step_interval_s=s.step_interval_s,
-            speed_min_kmh=self.sim.config.speed_min_kmh,
-        )
-        return check(rules, self.sim.accepted, journal, self.clock.monotonic())
+        """SPEC.md §2 judged from the treadmill's accepted writes (the safety checker)."""
+        return check(rules(self, self.safety), self.sim.accepted, journal, self.clock.monotonic())
 
 
 @asynccontextmanager

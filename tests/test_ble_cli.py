@@ -4,42 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.clihelpers import run_cli
+from tests.blehelpers import bluez_server, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bluez_env() -> Iterator[dict[str, str]]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "retrotread.sim.bluez_server", "--count", "2"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert server.stdout is not None
-    address = server.stdout.readline().strip().split("=", 1)[1]
-    prefix = server.stdout.readline().strip().split("=", 1)[1]
-    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address}
-    if prefix:
-        env["PATH"] = prefix + os.pathsep + env["PATH"]
-    try:
+    with bluez_server("--count", "2") as env:
         yield env
-    finally:
-        server.terminate()
-        server.wait(10)
-        server.stdout.close()
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(*args, env=env, timeout=60)
 
 
 def test_scan_lists_both_treadmills(bluez_env: dict[str, str]) -> None:

@@ -4,53 +4,17 @@ simulated treadmill and strap behind a fake BlueZ in another process)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.blehelpers import bluez_server, cli
 
 
 @pytest.fixture(scope="module")
 def bluez_env() -> Iterator[dict[str, str]]:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "retrotread.sim.bluez_server",
-            "retrotread.sim.strap:treadmill_and_strap",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert server.stdout is not None
-    address = server.stdout.readline().strip().split("=", 1)[1]
-    prefix = server.stdout.readline().strip().split("=", 1)[1]
-    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address}
-    if prefix:
-        env["PATH"] = prefix + os.pathsep + env["PATH"]
-    try:
+    with bluez_server("retrotread.sim.strap:treadmill_and_strap") as env:
         yield env
-    finally:
-        server.terminate()
-        server.wait(10)
-        server.stdout.close()
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "retrotread.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        cwd=ROOT,
-    )
 
 
 def test_scan_lists_the_strap_after_the_treadmills(bluez_env: dict[str, str]) -> None:
