@@ -313,7 +313,8 @@ def test_cues_config_defaults_and_choices(tmp_path: Path) -> None:
             'events = ["cue", "command_refused"]',
             "cues.events = ['cue', 'command_refused']: unknown event type 'command_refused' "
             "(one of: session_started, phase_started, cue, turn_required, override, link_lost, "
-            "link_restored, stopped_by_treadmill, session_finished, error, recording_gap)",
+            "link_restored, stopped_by_treadmill, session_finished, error, recording_gap, "
+            "hr_cap)",
         ),
         ("timeout_s = 0", "cues.timeout_s = 0: Input should be greater than 0"),
         ('voice = "en"', "unknown key 'cues.voice' in [cues]"),

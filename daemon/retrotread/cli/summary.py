@@ -35,8 +35,9 @@ def run(args: argparse.Namespace) -> int:
         )
     hr = v.heart_rates
     sources = v.heart_rate_sources
-    source = f" ({sources[0]}{', ' + sources[1] + ' at times' if len(sources) > 1 else ''})"
-    source = source if sources else ""
+    source = ""
+    if sources:
+        source = f" ({sources[0]}{', ' + sources[1] + ' at times' if len(sources) > 1 else ''})"
     print(
         f"\ntotal: {fmt_time(v.duration_s)}, {v.distance_m:.0f} m, "
         f"{fmt_time(v.backward_s)} backward"

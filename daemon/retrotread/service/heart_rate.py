@@ -131,10 +131,9 @@ class HeartRateSources:
         return r
 
     def report(self, now: float) -> dict[str, Any]:
-        """The heart-rate part of the state payload."""
+        """The heart-rate part of the retained state (the beats themselves are telemetry)."""
         r = self.reading(now)
         return {
-            "bpm": r.bpm,
             "source": r.source,
             "strap": None
             if not self.strap_expected
