@@ -185,6 +185,7 @@ def discovery_payload(
             "payload_press": json.dumps({"action": action}),
             "icon": BUTTON_ICONS[action],
         }
+    cmps.update(heart_rate_components(uid, topics))
     for key, component in cmps.items():
         # Entity ids that do not depend on which name the device had when HA first saw it
         # (the placeholder, when the broker answers before the treadmill does).
@@ -330,3 +331,55 @@ def coach_components(topics: Topics, device_id: str, walkers: list[str]) -> dict
     for key, component in cmps.items():
         component["default_entity_id"] = f"{component['p']}.{oid}_{key}"  # as discovery_payload
     return cmps
+
+
+# ---------------------------------------------------------------------- heart rate (issue 15)
+
+HEART_RATE_SOURCES = ["strap", "treadmill"]
+CAP_STATES = ["off", "ok", "holding", "stepping_down", "recovering", "no_signal"]
+# The state's heart_rate block (README "Heart-rate cap"); absent in a state from before it.
+_HR = "{{% set h = value_json.heart_rate | default({{}}) %}}"
+
+
+def heart_rate_components(uid: str, topics: Topics) -> dict[str, dict[str, Any]]:
+    """Where the heart rate comes from, the cap and what it is doing, the strap's link."""
+    return {
+        "heart_rate_source": {
+            "p": "sensor",
+            "name": "Heart rate source",
+            "unique_id": f"{uid}_heart_rate_source",
+            "state_topic": topics.telemetry,
+            "value_template": "{{ value_json.heart_rate_source }}",
+            "device_class": "enum",
+            "options": list(HEART_RATE_SOURCES),
+            "icon": "mdi:heart-cog",
+        },
+        "hr_cap_state": {
+            "p": "sensor",
+            "name": "Heart-rate cap state",
+            "unique_id": f"{uid}_hr_cap_state",
+            "state_topic": topics.state,
+            "value_template": _HR.format() + "{{ h.cap_state | default('off') }}",
+            "device_class": "enum",
+            "options": list(CAP_STATES),
+            "icon": "mdi:heart-off",
+        },
+        "hr_cap": {
+            "p": "sensor",
+            "name": "Heart-rate cap",
+            "unique_id": f"{uid}_hr_cap",
+            "state_topic": topics.state,
+            "value_template": _HR.format() + "{{ h.cap_bpm | default(None) }}",
+            "unit_of_measurement": "bpm",
+            "icon": "mdi:heart-flash",
+        },
+        "strap": {
+            "p": "binary_sensor",
+            "name": "Heart-rate strap",
+            "unique_id": f"{uid}_strap",
+            "state_topic": topics.state,
+            "value_template": _HR.format()
+            + "{{ 'ON' if h.strap | default(None) == 'connected' else 'OFF' }}",
+            "device_class": "connectivity",
+        },
+    }
