@@ -58,6 +58,8 @@ class HrRig(RunRig):
 
     def violations(self, journal: Journal) -> list[Violation]:
         """SPEC.md §2 judged from the treadmill's accepted writes (the safety checker)."""
+        journal.statuses = list(self.sim.status_sent)
+        journal.link_ups = list(self.sim.link_ups)
         return check(rules(self, self.safety), self.sim.accepted, journal, self.clock.monotonic())
 
 

@@ -183,7 +183,7 @@ async def test_console_changes_during_an_episode_are_not_fought(tmp_path: Path) 
         await r.call(r.runner.start(hill()))
         await r.until(lambda: "stepping_down" in r.cap_kinds(), 600)
         t = r.clock.monotonic()
-        journal.at_console(t, "incline", 8.0)
+        journal.at_console(t, "incline", 8.0, r.sim.target_incline_pct)
         r.sim.set_incline_at_console(8.0)  # the walker wants more, over the cap or not
         await r.until(lambda: bool(r.events("override")), 10)
         await r.clock.advance(60)
