@@ -109,3 +109,35 @@ async def test_a_treadmill_and_a_strap_at_once_and_the_strap_drops_alone(
     assert any(x["char"] == "2a37" for x in log.of("rx"))
     links = [e for e in log.of("event") if e.get("event") == "strap_link"]
     assert [e["up"] for e in links] == [False, True]
+
+
+async def test_a_strap_that_is_not_there_never_keeps_the_treadmill_from_connecting(
+    private_bus: PrivateBus, tmp_path: Path
+) -> None:
+    clock = ScaledClock(SPEEDUP)
+    cfg = config(tmp_path)
+    async with daemon_for(
+        cfg, clock, "simulator-over-bluez", mqtt=False, bus_address=private_bus.address
+    ) as daemon:
+        assert daemon.sim_strap is not None and daemon.strap_supervisor is not None
+        daemon.sim_strap.go_out_of_reach()  # not worn: not advertising
+        stop = asyncio.Event()
+        serving = asyncio.create_task(daemon.run(stop))
+        try:
+            await wait_until(lambda: daemon.supervisor.state == LinkState.CONNECTED, 20)
+            await wait_until(
+                lambda: (
+                    daemon.strap_supervisor is not None and daemon.strap_supervisor.attempts >= 2
+                ),
+                20,
+            )
+            assert daemon.health.strap != "connected"
+            await daemon.runner.start(WALK)  # a session without a strap: no cap, no hold
+            await wait_until(lambda: daemon.sim is not None and daemon.sim.speed_kmh > 1.0, 20)
+            daemon.sim_strap.come_back()  # put on
+            await wait_until(lambda: daemon.health.strap == "connected", 30)
+            assert daemon.supervisor.losses == 0
+            await daemon.runner.stop()
+        finally:
+            stop.set()
+            await asyncio.wait_for(serving, 30)

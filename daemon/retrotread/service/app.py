@@ -159,6 +159,9 @@ class Daemon:
                 connect_timeout_s=hr.connect_timeout_s + hr.scan_timeout_s,
                 backoff=Backoff(1.0, hr.reconnect_max_backoff_s),
                 what="heart-rate strap",
+                # Retried, not listened for: a listening scan holds the adapter's one
+                # discovery session (per client), and the treadmill's link needs it.
+                search=False,
             )
             self.runner.attach_strap(
                 self.strap, stale_after_s=hr.stale_after_s, frozen_after_s=hr.frozen_after_s
