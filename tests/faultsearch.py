@@ -376,14 +376,7 @@ async def run(
         journal.link_lost(t)
     journal.statuses = list(sim.status_sent)
     journal.link_ups = list(sim.link_ups)
-    rules = Rules(
-        max_speed_kmh=schedule.safety.max_speed_kmh,
-        max_incline_pct=schedule.safety.max_incline_pct,
-        speed_step_kmh=schedule.safety.speed_step_kmh,
-        incline_step_pct=schedule.safety.incline_step_pct,
-        step_interval_s=schedule.safety.step_interval_s,
-        speed_min_kmh=schedule.sim.speed_min_kmh,
-    )
+    rules = Rules.of(schedule.safety, schedule.sim.speed_min_kmh)
     violations = check(rules, sim.accepted, journal, end)
     unanswered = [what for what, fut in answers if not fut.done()]
     for _, fut in answers:

@@ -28,15 +28,7 @@ LONG = profile(
 
 
 def rules(r: RunRig, safety: SafetyConfig | None = None) -> Rules:
-    s = safety or SafetyConfig()
-    return Rules(
-        max_speed_kmh=s.max_speed_kmh,
-        max_incline_pct=s.max_incline_pct,
-        speed_step_kmh=s.speed_step_kmh,
-        incline_step_pct=s.incline_step_pct,
-        step_interval_s=s.step_interval_s,
-        speed_min_kmh=r.sim.config.speed_min_kmh,
-    )
+    return Rules.of(safety or SafetyConfig(), r.sim.config.speed_min_kmh)
 
 
 def assert_safe(r: RunRig, journal: Journal, safety: SafetyConfig | None = None) -> None:

@@ -34,8 +34,29 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from retrotread.sim.treadmill import AcceptedWrite
+
+
+class StepLimitsWithInterval(Protocol):
+    """The safety limits the checker needs (``[safety]`` has them all)."""
+
+    @property
+    def max_speed_kmh(self) -> float: ...
+
+    @property
+    def max_incline_pct(self) -> float: ...
+
+    @property
+    def speed_step_kmh(self) -> float: ...
+
+    @property
+    def incline_step_pct(self) -> float: ...
+
+    @property
+    def step_interval_s(self) -> float: ...
+
 
 EPS = 1e-6
 KNOW_S = 0.3
@@ -72,6 +93,19 @@ class Rules:
     step_interval_s: float
     speed_min_kmh: float
     stop_bound_s: float = 12.0
+
+    @classmethod
+    def of(cls, limits: StepLimitsWithInterval, speed_min_kmh: float) -> Rules:
+        """The rules for ``limits`` (``[safety]`` or a walker's) on a treadmill whose speed
+        range starts at ``speed_min_kmh``."""
+        return cls(
+            max_speed_kmh=limits.max_speed_kmh,
+            max_incline_pct=limits.max_incline_pct,
+            speed_step_kmh=limits.speed_step_kmh,
+            incline_step_pct=limits.incline_step_pct,
+            step_interval_s=limits.step_interval_s,
+            speed_min_kmh=speed_min_kmh,
+        )
 
     @property
     def restart_speed_kmh(self) -> float:
