@@ -807,6 +807,7 @@ class SessionRunner:
         grid = s.engine.device.speed
         self._set_belt(Belt.STARTING, now)
         self._start_acked = False
+        self._start_request = None  # this sequence's Start is not out yet
         self._walker_speed = None
         self._start_deadline = math.inf
         self._submit_setpoint("speed", grid.value(grid.start), now, job="restart_speed")
