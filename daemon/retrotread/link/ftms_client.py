@@ -81,6 +81,7 @@ class FtmsTreadmill:
         self._listeners: list[Listener] = []
         self._assembler = TreadmillDataAssembler()
         self._up = False
+        self._connecting = False
         self.control = ControlPoint(
             self._write_control,
             clock,
@@ -117,6 +118,7 @@ class FtmsTreadmill:
     async def connect(self) -> Capabilities:
         """Connect, read capabilities, subscribe (FTMS.md §8.4 steps 1-3)."""
         self.transport.set_disconnected_callback(self._on_transport_down)
+        self._connecting = True
         await self.transport.connect()
         try:
             caps = await self._read_capabilities()
@@ -130,8 +132,10 @@ class FtmsTreadmill:
                 await self.transport.start_notify(uuids.CONTROL_POINT, self._on_notify)
             training = await self._read_training_status()
         except BaseException:
+            self._connecting = False
             await self.transport.disconnect()
             raise
+        self._connecting = False
         self.capabilities = caps
         self._assembler.reset()
         self.control.open()
@@ -240,10 +244,11 @@ class FtmsTreadmill:
         data = bytes(value)
         short = uuids.short_name(uuid)
         self._emit(RawFrame("rx", short, data, now))
-        if not self._up and uuid != uuids.CONTROL_POINT:
+        if self._connecting and uuid != uuids.CONTROL_POINT:
             # Notifications flow while connect() still reads and subscribes: they belong
             # to no link yet (LinkUp comes first), and a stale status replayed on subscribe
-            # (FTMS.md §12 #17) is one of them.
+            # (FTMS.md §12 #17) is one of them. (After a loss they still tell what the
+            # treadmill did, until the transport is gone.)
             return
         try:
             if uuid == uuids.TREADMILL_DATA:

@@ -242,6 +242,7 @@ class SessionRunner:
         self._still_since = math.inf  # the belt's speed has read 0 since then
         self._last_sample_at = -math.inf
         self._training: int | None = None  # the treadmill's Training Status, as last told
+        self._walker_in_charge = False  # the console took control: their belt till a start
         self._outstanding: dict[Quantity, bool] = {"speed": False, "incline": False}
         self._written_at: dict[Quantity, float] = {"speed": -math.inf, "incline": -math.inf}
         self._echo: dict[Quantity, tuple[float, float]] = {}  # value, until
@@ -616,6 +617,7 @@ class SessionRunner:
         }
         session.governor = governor
         self.session = session
+        self._walker_in_charge = False
         self.last_profile = profile
         self.last_log = writer.path
         self.event(
@@ -1171,8 +1173,12 @@ class SessionRunner:
         """SPEC.md §2: a belt found running with no session (after a crash) is paused.
 
         With a session just accepted (the start came before the first sample), the belt is
-        paused too: the session starts from rest, never from whatever speed it had.
+        paused too: the session starts from rest, never from whatever speed it had. Not a
+        belt the walker took over at the console (control taken back): theirs.
         """
+        s = self.session
+        if self._walker_in_charge and (s is None or not s.alive):
+            return
         self._submit_pause(now, "found running")
         s = self.session
         if s is not None and s.alive:
@@ -1319,6 +1325,7 @@ class SessionRunner:
                     reason="control_lost",
                 )
                 self._end(s, "stopped_by_treadmill", "control permission lost", now, stop=False)
+            self._walker_in_charge = True
         elif op == StatusOp.TARGET_SPEED_CHANGED:
             self._target_changed("speed", st.values.get("target_speed_kmh"), now)
         elif op == StatusOp.TARGET_INCLINE_CHANGED:

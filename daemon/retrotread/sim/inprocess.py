@@ -64,8 +64,9 @@ class InProcessTransport:
 
     async def write(self, uuid: str, data: bytes, response: bool = True) -> None:
         self._check()
-        await asyncio.sleep(0)
+        # The peripheral has it the moment it is sent; the write response comes after.
         self._p.write(uuid, bytes(data), response)
+        await asyncio.sleep(0)
 
     async def start_notify(self, uuid: str, callback: NotifyCallback) -> None:
         self._check()

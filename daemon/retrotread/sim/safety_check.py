@@ -25,7 +25,8 @@ wire when the walker pressed a button cannot be recalled by anyone.
 - ``restart_low``: a Start from rest only when the treadmill's target speed is at most
   the restart speed.
 - ``stop_bound``: every ``stop`` a person sent reaches the belt (Stop accepted, or the
-  belt stopped at the treadmill) within ``stop_bound_s`` of the treadmill being reachable.
+  belt stopped at the treadmill) once the treadmill has been reachable for
+  ``stop_bound_s`` in all since the command.
 - ``belt_cap``: the belt itself never runs faster than the cap (or the console's choice).
 """
 
@@ -177,6 +178,18 @@ class Journal:
             return math.inf  # control taken back while we were away: a reconnect asks again
         later = [u for u in self.link_ups if u >= t]
         return (min(later) if later else math.inf) + KNOW_S
+
+    def after_reachable_for(self, t: float, span: float) -> float:
+        """When the treadmill has been reachable for ``span`` seconds in all since ``t``."""
+        left = span
+        while True:
+            t = self.reachable_from(t)
+            ahead = [a for a, _ in self.unreachable if a > t]
+            gap_starts = min(ahead) if ahead else math.inf
+            if t + left <= gap_starts:
+                return t + left
+            left -= gap_starts - t
+            t = gap_starts
 
     def reachable_from(self, t: float) -> float:
         """The first moment at or after ``t`` when the treadmill can be reached."""
@@ -360,7 +373,7 @@ def _stops(
     for t, action in journal.commands:
         if action != "stop":
             continue
-        deadline = journal.reachable_from(t) + rules.stop_bound_s
+        deadline = journal.after_reachable_for(t, rules.stop_bound_s)
         if deadline > end:
             continue  # the run ended too soon to judge this one
         # A Stop that reached the belt just before (a second stop in a flood) answers too,
