@@ -75,7 +75,7 @@ async def hr_rig(
     **safety: Any,
 ) -> AsyncIterator[HrRig]:
     clock = VirtualClock()
-    w = walker or Walker(seed=11)
+    w = walker or Walker()
     sim = SimTreadmill(config or SimConfig(pre_workout_s=1.0), walker=w)
     strap_sim = SimStrap(w, faults=strap_faults)
     sims = [

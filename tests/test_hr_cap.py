@@ -49,7 +49,7 @@ async def test_a_hill_over_the_cap_is_held_stepped_down_incline_first_then_finis
     tmp_path: Path,
 ) -> None:
     # A walker whose heart comes down slowly (a 90 s time constant): it stays high.
-    slow = Walker(seed=11, tau_down_s=90.0)
+    slow = Walker(tau_down_s=90.0)
     async with hr_rig(tmp_path, cap=105, walker=slow, heart_rate_step_every_s=2.0) as r:
         journal = Journal()
         await run_to_end(r, journal, hill())

@@ -24,7 +24,7 @@ from retrotread.service.heart_rate import HeartRateSources
 from retrotread.service.supervisor import LinkState, Supervisor
 from retrotread.sim.inprocess import InProcessTransport
 from retrotread.sim.physiology import Walker, walking_vo2
-from retrotread.sim.strap import SimStrap, StrapFaults
+from retrotread.sim.strap import SimStrap, StrapConfig, StrapFaults
 from retrotread.sim.treadmill import SimTreadmill
 
 # ---------------------------------------------------------------------- physiology
@@ -44,7 +44,7 @@ def test_effort_costs_more_backward_uphill_and_faster() -> None:
 
 
 def test_heart_rate_follows_effort_with_a_lag() -> None:
-    w = Walker(noise_bpm=0.0)
+    w = Walker(heart_rate_bpm=65.0)  # at rest
     goal = w.steady_bpm(3.0, 8.0)
     for _ in range(30):  # one time constant up (30 s)
         w.step(1.0, 3.0, 8.0)
@@ -57,22 +57,6 @@ def test_heart_rate_follows_effort_with_a_lag() -> None:
         w.step(1.0, 0.0, 0.0)
     fall = (goal - w.heart_rate_bpm) / (goal - w.rest_bpm)
     assert fall == pytest.approx(1 - 1 / 2.718281828, abs=0.01)
-
-
-def test_readings_are_noisy_and_the_same_for_a_seed() -> None:
-    def series(seed: int) -> list[int]:
-        w = Walker(seed=seed, noise_bpm=1.5, heart_rate_bpm=100.0, tau_up_s=1e9, tau_down_s=1e9)
-        out = []
-        for _ in range(120):
-            w.step(1.0, 0.0, 0.0)
-            out.append(w.reading())
-        return out
-
-    a = series(3)
-    assert a == series(3)
-    assert a != series(4)
-    assert 0.8 < statistics.pstdev(a) < 2.5  # noisy, but around the true value
-    assert abs(statistics.mean(a) - 100) < 1
 
 
 # ---------------------------------------------------------------------- the strap link
@@ -97,11 +81,13 @@ class StrapRig:
 
 @asynccontextmanager
 async def strap_rig(
-    faults: StrapFaults | None = None, walker: Walker | None = None
+    faults: StrapFaults | None = None,
+    walker: Walker | None = None,
+    config: StrapConfig | None = None,
 ) -> AsyncIterator[StrapRig]:
     clock = VirtualClock()
-    w = walker or Walker(noise_bpm=0.0)
-    sim = SimStrap(w, faults=faults)
+    w = walker or Walker()
+    sim = SimStrap(w, config or StrapConfig(noise_bpm=0.0), faults)
     task = asyncio.create_task(sim.run(clock, tick_s=0.05))
     strap = HeartRateStrap(InProcessTransport(sim), clock)
     r = StrapRig(clock, w, sim, strap)
@@ -115,7 +101,7 @@ async def strap_rig(
 
 
 async def test_strap_connects_and_notifies_its_walker_once_a_second() -> None:
-    async with strap_rig(walker=Walker(noise_bpm=0.0, heart_rate_bpm=96.0)) as r:
+    async with strap_rig(walker=Walker(heart_rate_bpm=96.0)) as r:
         info = await r.drive(r.strap.connect())
         assert (info.name, info.address, info.location) == (
             "RETRO-HR",
@@ -143,6 +129,21 @@ async def test_strap_connects_and_notifies_its_walker_once_a_second() -> None:
         ]
 
 
+async def test_the_strap_reads_with_its_own_noise_the_same_for_a_seed() -> None:
+    async def series(seed: int) -> list[int]:
+        heart = Walker(heart_rate_bpm=100.0, tau_up_s=1e9, tau_down_s=1e9)
+        async with strap_rig(walker=heart, config=StrapConfig(noise_bpm=1.5, seed=seed)) as r:
+            await r.drive(r.strap.connect())
+            await r.clock.advance(120.0)
+            return [s.measurement.heart_rate_bpm for s in r.of(HeartRateSample)]
+
+    a = await series(3)
+    assert len(a) == 120 and a == await series(3)
+    assert a != await series(4)
+    assert 0.8 < statistics.pstdev(a) < 2.5  # noisy, but around the true value
+    assert abs(statistics.mean(a) - 100) < 1
+
+
 @pytest.mark.parametrize(
     ("faults", "check"),
     [
@@ -156,7 +157,7 @@ async def test_strap_connects_and_notifies_its_walker_once_a_second() -> None:
     ],
 )
 async def test_format_and_contact_knobs(faults: StrapFaults, check: Any) -> None:
-    async with strap_rig(faults, Walker(noise_bpm=0.0, heart_rate_bpm=96.0)) as r:
+    async with strap_rig(faults, Walker(heart_rate_bpm=96.0)) as r:
         await r.drive(r.strap.connect())
         await r.clock.advance(5.0)
         for s in r.of(HeartRateSample)[1:]:
@@ -164,7 +165,7 @@ async def test_format_and_contact_knobs(faults: StrapFaults, check: Any) -> None
 
 
 async def test_frozen_knob_repeats_the_same_bytes() -> None:
-    async with strap_rig(walker=Walker(noise_bpm=0.0, heart_rate_bpm=96.0)) as r:
+    async with strap_rig(walker=Walker(heart_rate_bpm=96.0)) as r:
         await r.drive(r.strap.connect())
         await r.clock.advance(3.0)
         r.sim.faults.frozen = True
@@ -178,7 +179,7 @@ async def test_frozen_knob_repeats_the_same_bytes() -> None:
 
 async def test_rr_intervals_beyond_one_notification_wait_for_the_next() -> None:
     """A fast heart in a 20-byte notification: the intervals are never dropped, only late."""
-    async with strap_rig(walker=Walker(noise_bpm=0.0, heart_rate_bpm=150.0)) as r:
+    async with strap_rig(walker=Walker(heart_rate_bpm=150.0)) as r:
         r.sim.config.interval_s = 4.0  # ten beats per notification: room for nine
         await r.drive(r.strap.connect())
         await r.clock.advance(40.0)
@@ -189,7 +190,7 @@ async def test_rr_intervals_beyond_one_notification_wait_for_the_next() -> None:
 
 
 async def test_a_treadmill_and_a_strap_read_the_same_heart() -> None:
-    w = Walker(noise_bpm=0.0)
+    w = Walker()
     treadmill = SimTreadmill(walker=w)
     strap = SimStrap(w)
     assert treadmill.walker is strap.walker
@@ -282,6 +283,17 @@ def test_a_frozen_value_is_no_reading_but_a_steady_beating_heart_is() -> None:
     assert r.bpm is None and r.problem is not None and "frozen" in r.problem
     h.strap_sample(hrm(101, rr=(0.59,)), 120.0)
     assert h.reading(120.0).bpm == 101
+
+
+def test_without_beat_intervals_a_steady_value_is_never_taken_for_frozen() -> None:
+    h = HeartRateSources(strap_expected=True, frozen_after_s=45.0)
+    h.strap_up("RETRO-HR")
+    for t in range(0, 120):
+        h.strap_sample(hrm(100), float(t))  # no RR intervals at all
+        h.treadmill_sample(90, float(t))  # and a console that holds still
+    assert (h.reading(119.0).bpm, h.reading(119.0).source) == (100, "strap")
+    h.strap_down()
+    assert (h.reading(119.0).bpm, h.reading(119.0).source) == (90, "treadmill")
 
 
 def test_a_quiet_strap_is_stale_not_frozen() -> None:

@@ -65,7 +65,8 @@ async def test_a_treadmill_and_a_strap_at_once_and_the_strap_drops_alone(
             # Both found on their first attempt: the two links' scans took turns (BlueZ
             # refuses a second discovery from one client with InProgress).
             assert (daemon.supervisor.attempts, daemon.strap_supervisor.attempts) == (1, 1)
-            assert daemon.runner.state()["heart_rate"]["strap"] == "connected"
+            # The runner hears of it through its inbox, a moment after the supervisor.
+            await wait_until(lambda: daemon.runner.state()["heart_rate"]["strap"] == "connected")
             await daemon.runner.start(WALK)
 
             def strap_rates() -> list[dict[str, Any]]:

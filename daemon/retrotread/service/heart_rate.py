@@ -2,9 +2,11 @@
 
 Pure bookkeeping, fed by the session runner from its inbox (strap samples and link state,
 Treadmill Data records) and asked with ``reading(now)``. A reading is usable when it is
-recent (``stale_after_s``), non-zero, from a strap with skin contact, and not frozen: the
-same value for ``frozen_after_s`` with no new beat intervals is a stuck sensor, not a
-steady heart.
+recent (``stale_after_s``), non-zero, from a strap with skin contact, and not frozen: a
+strap that sends beat-to-beat (RR) intervals and repeats the very same value and intervals
+for ``frozen_after_s`` is stuck, not a steady heart (every live beat is a new interval). A
+value without intervals (a strap without RR, the treadmill's own field) may be steady for
+long: it is never taken for frozen.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ class _Feed:
     same_since: float | None = None
 
     def take(self, bpm: int, now: float, signature: object) -> None:
-        if signature != self.signature or self.same_since is None:
+        """A value at ``now``; ``signature`` None: one that cannot tell frozen from steady."""
+        if signature is None or signature != self.signature or self.same_since is None:
             self.same_since = now
         self.bpm, self.at, self.signature = bpm, now, signature
 
@@ -83,14 +86,15 @@ class HeartRateSources:
             self._strap.forget()
             return
         # With beat intervals, every new beat changes the signature: a steady heart that
-        # still beats is never taken for a frozen strap.
-        self._strap.take(m.heart_rate_bpm, now, (m.heart_rate_bpm, m.rr_intervals_s))
+        # still beats is never taken for a frozen strap. Without them: no frozen check.
+        signature = (m.heart_rate_bpm, m.rr_intervals_s) if m.rr_intervals_s else None
+        self._strap.take(m.heart_rate_bpm, now, signature)
 
     def treadmill_sample(self, bpm: int | None, now: float) -> None:
         if bpm is None or bpm <= 0:
             self._treadmill.forget()  # 0: the console has no heart rate (FTMS.md §12)
             return
-        self._treadmill.take(bpm, now, bpm)
+        self._treadmill.take(bpm, now, None)  # a console's value may hold still for long
 
     # ------------------------------------------------------------------ the answer
 

@@ -16,14 +16,15 @@ The model, from published walking physiology:
   walker's VO2max (the heart-rate reserve tracks the VO2 reserve: Swain & Leutholtz 1997).
 - The heart gets there with a first-order lag: faster going up (``tau_up_s``, about 30 s
   for moderate walking) than coming down (``tau_down_s``).
-- A reading adds measurement noise, a new draw each second.
+
+Measurement noise belongs to a sensor, not to the heart: the simulated strap adds its own
+(``sim/strap.py``); the treadmill's field reads the heart as it is, in whole beats.
 """
 
 from __future__ import annotations
 
 import math
-import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 def walking_vo2(
@@ -41,25 +42,14 @@ def walking_vo2(
 class Walker:
     """One simulated person. ``backward`` is which way they face (they follow the cues)."""
 
-    rest_bpm: float = 68.0
-    max_bpm: float = 160.0  # about 208 - 0.7 x 68 (Tanaka et al. 2001)
+    rest_bpm: float = 65.0
+    max_bpm: float = 160.0  # about 208 - 0.7 x 68 years (Tanaka et al. 2001)
     vo2max: float = 24.0  # ml/kg/min: an untrained walker in their sixties
     backward_cost: float = 1.45
     tau_up_s: float = 30.0
     tau_down_s: float = 45.0
-    noise_bpm: float = 1.0
-    seed: int = 1
     backward: bool = False
-    heart_rate_bpm: float = field(default=-1.0)
-    _noise: float = field(default=0.0, init=False, repr=False)
-    _noise_due: float = field(default=0.0, init=False, repr=False)
-    _age: float = field(default=0.0, init=False, repr=False)
-    _rng: random.Random = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
-        if self.heart_rate_bpm < 0:
-            self.heart_rate_bpm = self.rest_bpm
+    heart_rate_bpm: float = 70.0  # just arrived: a little above rest, settling
 
     def steady_bpm(self, speed_kmh: float, incline_pct: float) -> float:
         """Where the heart rate settles after a few minutes of this effort."""
@@ -76,11 +66,8 @@ class Walker:
         goal = self.steady_bpm(speed_kmh, incline_pct)
         tau = self.tau_up_s if goal > self.heart_rate_bpm else self.tau_down_s
         self.heart_rate_bpm += (goal - self.heart_rate_bpm) * (1 - math.exp(-dt / tau))
-        self._age += dt
-        if self._age >= self._noise_due:
-            self._noise_due = self._age + 1.0
-            self._noise = self._rng.gauss(0.0, self.noise_bpm) if self.noise_bpm > 0 else 0.0
 
-    def reading(self) -> int:
-        """What a sensor shows now, in whole beats per minute."""
-        return max(30, round(self.heart_rate_bpm + self._noise))
+    def reading(self, noise_bpm: float = 0.0) -> int:
+        """The heart rate in whole beats per minute, give or take ``noise_bpm`` of a sensor's
+        own error (already drawn by the sensor)."""
+        return max(30, round(self.heart_rate_bpm + noise_bpm))

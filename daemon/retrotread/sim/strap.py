@@ -6,7 +6,8 @@ Rate Measurement (0x2A37) once a second with the walker's heart rate and the bea
 (RR) intervals since the last one; Body Sensor Location (0x2A38) reads "chest".
 
 It reads a ``Walker`` (``sim/physiology.py``) and never moves it: the simulated treadmill
-does, so a strap and a treadmill given the same walker measure the same heart. Fault
+does, so a strap and a treadmill given the same walker measure the same heart (the strap
+with its own measurement noise). Fault
 knobs (``StrapFaults``, changeable while it runs): drop the link, out of reach, skin
 contact lost, a frozen value (the same frame again and again), 8- or 16-bit heart rate,
 RR intervals on or off, energy expended, silence.
@@ -60,7 +61,8 @@ class StrapConfig:
     rssi: int = -62
     manufacturer: str = "retrotread"
     model: str = "SIM-HR"
-    seed: int = 7  # for the beat-to-beat variability
+    noise_bpm: float = 1.0  # the strap's own measurement error (standard deviation)
+    seed: int = 7  # for the beat-to-beat variability and the noise
 
 
 @dataclass
@@ -112,6 +114,7 @@ class SimStrap:
         self.subscriptions: dict[str, Subscription] = {}
         self._next_notify = 0.0
         self._beats = _Beats(random.Random(self.config.seed))
+        self._noise = random.Random(self.config.seed + 1)
         self._energy_kj = 0.0
         self._last_frame: bytes | None = None
         self._kick: asyncio.Event | None = None
@@ -259,7 +262,7 @@ class SimStrap:
             return
         rr = tuple(self._beats.pending) if f.rr and not f.contact_lost else ()
         record = HeartRateMeasurement(
-            heart_rate_bpm=0 if f.contact_lost else self.walker.reading(),
+            heart_rate_bpm=0 if f.contact_lost else self.walker.reading(self._error()),
             sensor_contact=not f.contact_lost,
             energy_expended_kj=min(0xFFFF, int(self._energy_kj)) if f.energy else None,
             rr_intervals_s=rr,
@@ -270,6 +273,11 @@ class SimStrap:
         frame = encode_heart_rate_measurement(record)
         self._last_frame = frame
         self._send(frame)
+
+    def _error(self) -> float:
+        """This notification's measurement error."""
+        sd = self.config.noise_bpm
+        return self._noise.gauss(0.0, sd) if sd > 0 else 0.0
 
     def _send(self, frame: bytes) -> None:
         if self._sink is None:

@@ -205,6 +205,11 @@ class SimTreadmill:
         self.status_sent: list[tuple[float, bytes]] = []
         """Fitness Machine Status notifications as delivered (for safety checkers)."""
 
+    @property
+    def heart_rate_bpm(self) -> float:
+        """The walker's heart rate, as the treadmill's heart-rate field reads it."""
+        return self.walker.heart_rate_bpm
+
     # ------------------------------------------------------------------ GATT face
 
     @property
