@@ -11,8 +11,9 @@ setpoints should be; the runner moves the belt between states to match it and wr
 setpoints that are limited against what the treadmill is actually doing:
 
 - a setpoint is one step at most from the treadmill's own current target (our last
-  acknowledged write, a console change, or telemetry after a pause or reconnect), and a
-  quantity is written again only ``step_interval_s`` after its last write went out;
+  acknowledged write, its echo, a console change, or else a reading that has held still),
+  and a quantity is written again only ``step_interval_s`` after its last write was
+  acknowledged;
 - every start or resume writes the low restart speed and waits for its acknowledgement
   before Start/Resume, so the belt never heads back to an old speed;
 - a stop is latched until the treadmill confirms it: sent first on reconnect, and the
@@ -76,13 +77,15 @@ NOT_REACHABLE = (
 ECHO_WINDOW_S = 2.0
 """How long after its acknowledgement a status carrying our value counts as our echo."""
 STOP_RETRY_S = 2.0
+"""A stop the treadmill refused is sent again this often while the link is up."""
 CLOSE_WAIT_S = 5.0
+"""How long a finished session waits for the treadmill to confirm the stop."""
 STEADY_S = 2.0
 """A reading unchanged for this long (and still coming) stands for a target nobody told us."""
 FRESH_S = 1.5
+"""A reading older than this is not 'still coming'."""
 STILL_S = 10.0
 """With no session, a belt reading 0 for this long is taken as stopped (a countdown is not)."""
-"""How long a finished session waits for the treadmill to confirm the stop."""
 
 
 class RunnerError(RetrotreadError):
