@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from retrotread.sim.dbus_bus import PrivateBus
+from retrotread.sim.safety_check import Journal, Rules, check
+from retrotread.sim.treadmill import AcceptedWrite
 from tests.blehelpers import private_bus
 from tests.faultsearch import generate, report, run
 
@@ -24,6 +26,7 @@ __all__ = ["private_bus"]
 FOUND = [105, 112, 124, 125, 129, 137, 306, 367, 464, 476, 483, 505, 517, 529, 633, 820]
 FOUND += [828, 832, 888, 927, 986, 1103, 1156, 1301, 1342, 1423, 1550, 1683, 2016, 2018]
 FOUND += [2138, 2466, 2888, 2991, 3723, 3743, 100662, 100872, 101377, 101581]
+FOUND += [300174]  # the checker's own: a write answering the last of five commands at one instant
 FRESH = random.Random().sample(range(10_000, 10_000_000), 8)
 
 
@@ -68,3 +71,26 @@ def test_the_search_finds_a_planted_bug(tmp_path: Path, monkeypatch: pytest.Monk
         if any(v.rule == "restart_low" for v in outcome.violations):
             return
     pytest.fail(f"40 schedules and no restart_low found ({broken} broken otherwise)")
+
+
+def test_the_checker_lets_a_write_answer_any_command_of_its_instant() -> None:
+    """Five commands at one instant are journaled a hair apart to keep their order; the
+    restart speed written at that instant may answer the last of them (a ``start``). The
+    same write with no ``start`` at all is still a write after the stop."""
+    rules = Rules(3.0, 10.0, 0.1, 0.5, 1.0, 0.1)
+
+    def judged(actions: list[str]) -> list[str]:
+        journal = Journal()
+        journal.command(1.0, "start")
+        for action in actions:
+            journal.command(29.9, action)
+        writes = [
+            AcceptedWrite(1.35, bytes.fromhex("020a00"), "idle", 0.0, 0.0, 0.0),
+            AcceptedWrite(1.62, b"\x07", "idle", 0.1, 0.0, 0.0),
+            AcceptedWrite(5.75, bytes.fromhex("0801"), "running", 0.1, 0.0, 0.1),
+            AcceptedWrite(29.9, bytes.fromhex("020a00"), "stopped", 0.0, 0.0, 0.0),
+        ]
+        return [v.rule for v in check(rules, writes, journal, 40.0)]
+
+    assert judged(["pause", "resume", "set", "resume", "start"]) == []
+    assert judged(["pause", "resume", "set", "resume"]) == ["after_stop"]

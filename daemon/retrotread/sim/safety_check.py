@@ -60,6 +60,10 @@ class StepLimitsWithInterval(Protocol):
 
 
 EPS = 1e-6
+_ORDER_S = 1e-9
+"""Commands sent at one instant are journaled this far apart, to keep their order. A write
+at that instant may answer any of them: a command counts for a write up to ``EPS`` after
+it (room for a thousand commands at one instant)."""
 KNOW_S = 0.3
 SETPOINT_OPS = {0x02: "speed", 0x03: "incline"}
 STATUS_OF = {
@@ -140,7 +144,7 @@ class Journal:
     def command(self, t: float, action: str) -> None:
         """A person sent ``action``; several at one instant keep the order they were sent."""
         if self.commands and self.commands[-1][0] >= t:
-            t = self.commands[-1][0] + 1e-7
+            t = self.commands[-1][0] + _ORDER_S
         self.commands.append((t, action))
 
     def link_lost(self, t: float) -> None:
@@ -311,7 +315,7 @@ def _after_events(
         if not _is_start_or_setpoint(w):
             continue
         for binds, lifted_after, rule, what in blocks:
-            if binds < w.t and not any(lifted_after < t <= w.t for t in starts):
+            if binds < w.t and not any(lifted_after < t <= w.t + EPS for t in starts):
                 out.append(Violation(w.t, rule, f"{w.data.hex()} after {what} at {binds:.2f}"))
                 break
     return out
@@ -337,7 +341,7 @@ def _restarts(
         previous = [b for b in blockers if b[0] < w.t]
         if previous:
             _, lifted_after, why = max(previous, key=lambda b: b[1])
-            if not any(lifted_after < t <= w.t for t in unblocks):
+            if not any(lifted_after < t <= w.t + EPS for t in unblocks):
                 out.append(
                     Violation(
                         w.t,
