@@ -9,7 +9,7 @@ works again.
 The template is split like a shell would split it (``shlex``), then ``{text}`` and
 ``{type}`` are filled in per argument: cue text is always exactly one argument, never
 parsed by a shell. The text is also written to the command's standard input, for programs
-(or ``sh -c`` pipelines) that read it from there.
+(or ``sh -c`` pipelines) that read it from there. The command runs niced by 10.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ class CueCommand:
         except OSError as exc:
             self._failure(f"cannot run {argv[0]!r}: {exc.strerror or exc}")
             return
+        _lower_priority(proc.pid)
         try:
             async with asyncio.timeout(self.timeout_s):
                 _, err = await proc.communicate((text + "\n").encode())
@@ -117,6 +118,19 @@ class CueCommand:
             return
         self._failing = True
         log.warning("cue command failed (further failures are logged at debug): %s", message)
+
+
+def _lower_priority(pgid: int) -> None:
+    """Nice the command's process group by 10: speech synthesis must not slow the runner.
+
+    Done from here, just after the start, rather than in the child before exec: that would
+    need ``preexec_fn``, which makes Python fork the whole daemon instead of vfork.
+    """
+    try:
+        nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+        os.setpriority(os.PRIO_PGRP, pgid, nice)
+    except OSError as exc:  # gone already, or not allowed: it still runs
+        log.debug("cue command priority unchanged: %s", exc)
 
 
 async def _end(proc: asyncio.subprocess.Process) -> None:
