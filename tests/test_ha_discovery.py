@@ -22,7 +22,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from retrotread.clock import ScaledClock
 from retrotread.config import Config, MqttConfig, SessionsConfig, TreadmillConfig
 from retrotread.events import COMMAND_REFUSED, EVENT_TYPES
-from retrotread.mqtt.bridge import MqttBridge
+from retrotread.mqtt.bridge import REFUSAL_EVENTS_PER_S, MqttBridge
 from retrotread.mqtt.client import mqtt_client
 from retrotread.service.app import Daemon
 from retrotread.sim.inprocess import InProcessTransport
@@ -306,3 +306,64 @@ async def test_a_flood_of_busy_refusals_is_told_once_per_burst(broker: Broker) -
         handler.block.set()
         await bridge.close()
         await _stop(task)
+
+
+async def test_a_flood_of_bad_commands_is_not_told_as_a_flood_of_events(broker: Broker) -> None:
+    bridge = MqttBridge(_settings(broker.port), Handler())
+    task = await _running(bridge)
+    try:
+        async with (
+            Spy(broker.port, ["retrotread/t1/cmd/result", "retrotread/t1/event"]) as spy,
+            mqtt_client("127.0.0.1", broker.port) as phone,
+        ):
+            for i in range(300):
+                await phone.publish("retrotread/t1/cmd", json.dumps({"action": "fly", "id": i}))
+            await _wait_for(lambda: len(spy.json("retrotread/t1/cmd/result")) == 300, 30)
+            await phone.publish("retrotread/t1/cmd", b'{"action": "pause", "id": "last"}', qos=1)
+            await _wait_for(
+                lambda: any(r["id"] == "last" for r in spy.json("retrotread/t1/cmd/result"))
+            )
+            told = [e for e in spy.json("retrotread/t1/event") if e["type"] == COMMAND_REFUSED]
+            # Every command has its result; the events are a few per second, the first ones.
+            assert 1 <= len(told) < 300
+            assert [e["id"] for e in told[:REFUSAL_EVENTS_PER_S]] == list(
+                range(REFUSAL_EVENTS_PER_S)
+            )
+            assert told[0]["message"].startswith("Command refused: unknown action 'fly'")
+    finally:
+        await bridge.close()
+        await _stop(task)
+
+
+async def test_a_restarted_home_assistant_gets_idle_telemetry_at_once(
+    broker: Broker, tmp_path: Path
+) -> None:
+    config = Config(
+        # A heartbeat far away: only the birth message can bring a sample while idle.
+        mqtt=MqttConfig(host="127.0.0.1", port=broker.port, device_id="t1", idle_telemetry_s=3600),
+        sessions=SessionsConfig(dir=tmp_path / "sessions"),
+    )
+    sim = SimTreadmill(SimConfig(heart_rate=False))  # nothing at rest changes by itself
+    daemon = Daemon(config, InProcessTransport(sim), ScaledClock(10.0), sim=sim)
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop))
+    try:
+        async with Phone(broker.port) as phone:
+            quiet = daemon.quiet
+            assert quiet is not None
+            await until(lambda: bool(phone.on("telemetry")) and bool(phone.on("state")))
+            held = quiet.held
+            n = len(phone.on("telemetry"))
+            await until(lambda: quiet.held >= held + 8)  # idle samples held back
+            assert len(phone.on("telemetry")) == n
+            assert phone.client is not None
+            await phone.client.publish("homeassistant/status", b"online")
+            await until(lambda: len(phone.on("telemetry")) > n)
+            c = discovery(phone)["cmps"]
+            last = phone.on("telemetry")[-1]
+            assert last["session_id"] is None
+            assert sensor_shows(c["speed"], last) == "0.0"
+            assert sensor_shows(c["elapsed"], last) is None
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)

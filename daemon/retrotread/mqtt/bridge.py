@@ -34,6 +34,10 @@ from retrotread.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
 
+REFUSAL_EVENTS_PER_S = 5
+"""Refused commands told on ``event`` (beyond, the result alone answers: a client that
+floods bad commands must not double the daemon's output)."""
+
 
 class CommandHandler(Protocol):
     """What the bridge needs from the daemon."""
@@ -104,6 +108,7 @@ class MqttBridge:
         self._stops: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
         self._connection_listeners: list[Callable[[bool], None]] = []
+        self._birth_listeners: list[Callable[[], None]] = []
         self._status_listeners: list[Callable[[str], None]] = []
         self._last_problem: str | None = None
         self.commands_received = 0
@@ -112,11 +117,16 @@ class MqttBridge:
         self.dropped_telemetry = 0
         self._described: tuple[str | None, str | None] | None = None
         self._busy_told = False  # a flood of refusals is told as one event, not thousands
+        self._refusals_told: deque[float] = deque()  # when the last few refusal events went
 
     # ------------------------------------------------------------------ outputs
 
     def add_connection_listener(self, listener: Callable[[bool], None]) -> None:
         self._connection_listeners.append(listener)
+
+    def add_birth_listener(self, listener: Callable[[], None]) -> None:
+        """Called when Home Assistant says it (re)started: it has no telemetry yet."""
+        self._birth_listeners.append(listener)
 
     def add_status_listener(self, listener: Callable[[str], None]) -> None:
         """Called with ``status`` whenever it changes (e.g. "retrying in 8 s (...)")."""
@@ -172,7 +182,7 @@ class MqttBridge:
         payload = {"id": command_id, "action": action, "ok": ok, "error": error}
         self.results_sent += 1
         self._enqueue(_Out(self.topics.cmd_result, _json(payload), 1, False, "result"))
-        if not ok and tell:
+        if not ok and tell and self._may_tell_refusal():
             # Also on <base>/event: Home Assistant's event entity and logbook show it there.
             what = action.capitalize() if action else "Command"
             event = {
@@ -184,6 +194,17 @@ class MqttBridge:
                 "error": error,
             }
             self._enqueue(_Out(self.topics.event, _json(event), 1, False, "event"))
+
+    def _may_tell_refusal(self) -> bool:
+        """At most REFUSAL_EVENTS_PER_S refusal events a second: people, not floods."""
+        now = time.monotonic()
+        told = self._refusals_told
+        while told and now - told[0] >= 1.0:
+            told.popleft()
+        if len(told) >= REFUSAL_EVENTS_PER_S:
+            return False
+        told.append(now)
+        return True
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -454,6 +475,11 @@ class MqttBridge:
         ):
             # Home Assistant restarted: it needs discovery and retained state again.
             self._spawn(self._announce(self._client), "mqtt-announce")
+            for listener in list(self._birth_listeners):
+                try:
+                    listener()
+                except Exception as exc:
+                    _failed("an MQTT birth listener", exc)
 
     def _on_command(self, data: bytes) -> None:
         """Every payload on ``cmd`` leads to exactly one result, now or when it is done."""

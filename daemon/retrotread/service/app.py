@@ -180,6 +180,9 @@ class Daemon:
             self.bridge = MqttBridge(config.mqtt, self)
             self.quiet = QuietIdle(self.bridge.output, clock, config.mqtt.idle_telemetry_s)
             self.runner.add_listener(self.quiet)
+            # A restarted Home Assistant shows telemetry sensors as unknown until a sample
+            # comes: while idle that could be a whole heartbeat away.
+            self.bridge.add_birth_listener(self.quiet.resend)
             self.coaching.add_listener(self.bridge.output)
             self.bridge.add_connection_listener(self._on_broker)
             self.bridge.add_status_listener(self._on_broker_status)
