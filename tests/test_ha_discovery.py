@@ -19,7 +19,7 @@ from typing import Any
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from retrotread.clock import ScaledClock
+from retrotread.clock import ScaledClock, VirtualClock
 from retrotread.config import Config, MqttConfig, SessionsConfig, TreadmillConfig
 from retrotread.events import COMMAND_REFUSED, EVENT_TYPES
 from retrotread.mqtt.bridge import REFUSAL_EVENTS_PER_S, MqttBridge
@@ -309,27 +309,42 @@ async def test_a_flood_of_busy_refusals_is_told_once_per_burst(broker: Broker) -
 
 
 async def test_a_flood_of_bad_commands_is_not_told_as_a_flood_of_events(broker: Broker) -> None:
-    bridge = MqttBridge(_settings(broker.port), Handler())
+    clock = VirtualClock()  # stands still unless told: the cap's second is exact
+    bridge = MqttBridge(_settings(broker.port), Handler(), clock=clock)
     task = await _running(bridge)
     try:
         async with (
             Spy(broker.port, ["retrotread/t1/cmd/result", "retrotread/t1/event"]) as spy,
             mqtt_client("127.0.0.1", broker.port) as phone,
         ):
+
+            async def bad(command_id: object) -> None:
+                cmd = {"action": "fly", "id": command_id}
+                await phone.publish("retrotread/t1/cmd", json.dumps(cmd), qos=1)
+
+            def results() -> list[object]:
+                return [r["id"] for r in spy.json("retrotread/t1/cmd/result")]
+
             for i in range(300):
-                await phone.publish("retrotread/t1/cmd", json.dumps({"action": "fly", "id": i}))
-            await _wait_for(lambda: len(spy.json("retrotread/t1/cmd/result")) == 300, 30)
-            await phone.publish("retrotread/t1/cmd", b'{"action": "pause", "id": "last"}', qos=1)
-            await _wait_for(
-                lambda: any(r["id"] == "last" for r in spy.json("retrotread/t1/cmd/result"))
+                await bad(i)
+            await _wait_for(lambda: len(results()) == 300, 30)
+            await clock.advance(0.5)
+            await bad("half a second later")
+            await _wait_for(lambda: "half a second later" in results())
+            await clock.advance(0.5)
+            await bad("a second later")
+
+            def told() -> list[dict[str, Any]]:
+                return [e for e in spy.json("retrotread/t1/event") if e["type"] == COMMAND_REFUSED]
+
+            # Events go out in order: once this one is there, every earlier one is too.
+            await _wait_for(lambda: any(e["id"] == "a second later" for e in told()))
+            # Every command has its result; events: the first few of each second.
+            assert results() == [*range(300), "half a second later", "a second later"]
+            assert [e["id"] for e in told()] == [*range(REFUSAL_EVENTS_PER_S), "a second later"]
+            assert told()[0]["message"].startswith(
+                "Command refused: unknown action 'fly'; expected one of start, stop"
             )
-            told = [e for e in spy.json("retrotread/t1/event") if e["type"] == COMMAND_REFUSED]
-            # Every command has its result; the events are a few per second, the first ones.
-            assert 1 <= len(told) < 300
-            assert [e["id"] for e in told[:REFUSAL_EVENTS_PER_S]] == list(
-                range(REFUSAL_EVENTS_PER_S)
-            )
-            assert told[0]["message"].startswith("Command refused: unknown action 'fly'")
     finally:
         await bridge.close()
         await _stop(task)

@@ -24,6 +24,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 import aiomqtt
 
 from retrotread.backoff import Backoff
+from retrotread.clock import Clock, RealClock
 from retrotread.config import MqttConfig
 from retrotread.errors import RetrotreadError
 from retrotread.events import COMMAND_REFUSED
@@ -86,8 +87,10 @@ class MqttBridge:
         backoff: Backoff | None = None,
         telemetry_backlog: int = 100,
         command_backlog: int = 64,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
+        self.clock = clock or RealClock()
         self.handler = handler
         self.topics = Topics(settings.effective_base_topic)
         self.backoff = backoff or Backoff(1.0, 30.0)
@@ -197,7 +200,7 @@ class MqttBridge:
 
     def _may_tell_refusal(self) -> bool:
         """At most REFUSAL_EVENTS_PER_S refusal events a second: people, not floods."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         told = self._refusals_told
         while told and now - told[0] >= 1.0:
             told.popleft()

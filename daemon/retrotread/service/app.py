@@ -177,7 +177,7 @@ class Daemon:
         if use_mqtt:
             from retrotread.mqtt.bridge import MqttBridge
 
-            self.bridge = MqttBridge(config.mqtt, self)
+            self.bridge = MqttBridge(config.mqtt, self, clock=clock)
             self.quiet = QuietIdle(self.bridge.output, clock, config.mqtt.idle_telemetry_s)
             self.runner.add_listener(self.quiet)
             # A restarted Home Assistant shows telemetry sensors as unknown until a sample
