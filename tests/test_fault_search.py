@@ -26,7 +26,8 @@ __all__ = ["private_bus"]
 FOUND = [105, 112, 124, 125, 129, 137, 306, 367, 464, 476, 483, 505, 517, 529, 633, 820]
 FOUND += [828, 832, 888, 927, 986, 1103, 1156, 1301, 1342, 1423, 1550, 1683, 2016, 2018]
 FOUND += [2138, 2466, 2888, 2991, 3723, 3743, 100662, 100872, 101377, 101581]
-FOUND += [300174]  # the checker's own: a write answering the last of five commands at one instant
+FOUND += [300174, 301744]  # 300174: the checker's own (a write answering the last of five
+# commands at one instant)
 FRESH = random.Random().sample(range(10_000, 10_000_000), 8)
 
 

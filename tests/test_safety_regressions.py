@@ -362,3 +362,42 @@ async def test_8_stop_behind_an_unanswered_write_still_stops_the_belt(tmp_path: 
         assert r.sim.speed_kmh == 0.0
         assert r.runner.state()["stop_pending"] is False
         assert_safe(r, journal)
+
+
+# Found later by the fault search ------------------------------------------------------
+
+
+async def test_a_console_pause_just_after_a_pause_never_sent_is_the_walkers(
+    tmp_path: Path,
+) -> None:
+    """Back in reach after the walker stopped the belt at the console: our pause (asked for
+    on reconnect) is dropped unsent when the treadmill says it stopped. A console pause
+    moments into the next session is the walker's, not an echo of that pause: the belt stays
+    paused and no speed above the restart speed is set on it (seed 301744)."""
+    async with run_rig(tmp_path) as r:
+        journal = Journal()
+        await running_at(r, 2.0, journal)
+        t_out = r.clock.monotonic()
+        journal.link_lost(t_out)
+        r.sim.go_out_of_reach()
+        await r.until(lambda: bool(r.events("link_lost")), 10)
+        journal.at_console(r.clock.monotonic(), "stop", 0.0, r.sim.target_speed_kmh)
+        r.sim.stop_at_console()
+        await r.clock.advance(5)
+        r.sim.come_back()
+        journal.out_of_reach(t_out, r.clock.monotonic())
+        await r.until(lambda: bool(r.events("stopped_by_treadmill")), 30, step=0.01)
+        t_dropped = r.clock.monotonic()
+        assert b"\x08\x02" not in r.sim.writes  # the pause never went out
+        journal.command(t_dropped, "start")
+        await r.call(r.runner.start(LONG))
+        await r.until(lambda: r.sim.state == "running", 10, step=0.01)
+        assert r.clock.monotonic() - t_dropped < 2.0  # within the echo window of old
+        journal.at_console(r.clock.monotonic(), "pause", 0.0, r.sim.target_speed_kmh)
+        r.sim.pause_at_console()
+        n = len(r.sim.accepted)
+        await r.clock.advance(30)
+        assert r.sim.state == "paused"
+        assert ops(after(r, n)) == []  # nothing set on the paused belt
+        assert r.runner.state_name() == "paused"
+        assert_safe(r, journal)

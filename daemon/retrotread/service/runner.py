@@ -903,9 +903,14 @@ class SessionRunner:
             return  # from a link that has since dropped: the link-loss path handled it
         kind = {"start": "start", "pause": "pause", "stop": "stop"}.get(done.job)
         if kind is not None and kind in self._control_echo:
-            # Its echo may still come (FTMS.md §8.3 rule 8: either order), for a little
-            # while; one that came already is not waited for again.
-            self._control_echo[kind] = now + ECHO_WINDOW_S
+            if isinstance(done.error, Superseded):
+                # Never on the wire: no echo of it will come, and the walker's own pause
+                # (stop, start) at the console in the next moments is theirs, not ours.
+                del self._control_echo[kind]
+            else:
+                # Its echo may still come (FTMS.md §8.3 rule 8: either order), for a little
+                # while; one that came already is not waited for again.
+                self._control_echo[kind] = now + ECHO_WINDOW_S
         if done.quantity is not None:
             self._outstanding[done.quantity] = False
             value = done.value
