@@ -6,9 +6,10 @@ again (the fake BlueZ repeats an advertisement every 0.5 s, as a unit does every
 to the daemon connected, and to the first telemetry message a subscriber receives. link
 drop: the link drops while the treadmill keeps advertising (a radio glitch); measured from
 the drop. The real bleak, a real Mosquitto, the daemon's default timeouts (scan 10 s,
-backoff up to 60 s), one daemon for all trials.
+backoff up to 60 s), one daemon for all trials. ``--long N`` adds N trials after 150-240 s
+off, when a retry schedule would have reached its longest wait (~3 min each).
 
-Run: .venv/bin/python bench/connect.py [--trials 20] [--off-max 60] [--seed 1]
+Run: .venv/bin/python bench/connect.py [--trials 20] [--off-max 60] [--long 0] [--seed 1]
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ from retrotread.sim.treadmill import SimConfig, SimTreadmill
 Rows = dict[str, list[float]]
 
 
-async def run(trials: int, off_max: float, seed: int, tmp: Path) -> Rows:
+async def run(trials: int, long_trials: int, off_max: float, seed: int, tmp: Path) -> Rows:
     from retrotread.cli.demo import environment
 
     rng = random.Random(seed)
-    out: Rows = {"on_conn": [], "on_tele": [], "drop_conn": [], "drop_tele": []}
+    out: Rows = {f"{c}_{w}": [] for c in ("on", "long", "drop") for w in ("conn", "tele")}
     async with contextlib.AsyncExitStack() as stack:
         port = free_port()
         stack.enter_context(mosquitto(tmp, port))
@@ -81,16 +82,16 @@ async def run(trials: int, off_max: float, seed: int, tmp: Path) -> Rows:
 
         async def back_after(t0: float) -> tuple[float, float]:
             async with asyncio.timeout(300):
-                while not (connected and connected[-1] > t0 and telemetry[-1:] > [t0]):
+                while not (connected and connected[-1] > t0 and telemetry[-1] > connected[-1]):
                     await asyncio.sleep(0.005)
-            first = next(t for t in telemetry if t > t0)
+            first = next(t for t in telemetry if t > connected[-1])  # none from before the drop
             return connected[-1] - t0, first - t0
 
         async with asyncio.timeout(60):
             while not (daemon.supervisor.state == LinkState.CONNECTED and telemetry):
                 await asyncio.sleep(0.01)
-        for _ in range(trials):
-            off = rng.uniform(1.0, off_max)
+
+        async def switched_on_after(off: float) -> None:
             sim.go_out_of_reach()
             while daemon.supervisor.state == LinkState.CONNECTED:
                 await asyncio.sleep(0.01)
@@ -98,9 +99,16 @@ async def run(trials: int, off_max: float, seed: int, tmp: Path) -> Rows:
             t0 = time.perf_counter()
             sim.come_back()
             conn, tele = await back_after(t0)
-            out["on_conn"].append(conn)
-            out["on_tele"].append(tele)
-            print(f"switched on after {off:4.1f} s off: connected in {conn:5.2f} s", flush=True)
+            key = "long" if off > off_max else "on"
+            out[f"{key}_conn"].append(conn)
+            out[f"{key}_tele"].append(tele)
+            print(f"switched on after {off:5.1f} s off: connected in {conn:5.2f} s", flush=True)
+
+        for _ in range(trials):
+            await switched_on_after(rng.uniform(1.0, off_max))
+        for _ in range(long_trials):
+            # Long enough for a retry schedule to have reached its longest wait (60 s).
+            await switched_on_after(rng.uniform(150.0, 240.0))
         for _ in range(trials):
             await asyncio.sleep(rng.uniform(1.0, 3.0))
             t0 = time.perf_counter()
@@ -111,9 +119,9 @@ async def run(trials: int, off_max: float, seed: int, tmp: Path) -> Rows:
     return out
 
 
-async def main(trials: int, off_max: float, seed: int) -> None:
+async def main(trials: int, long_trials: int, off_max: float, seed: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        rows = await run(trials, off_max, seed, Path(tmp))
+        rows = await run(trials, long_trials, off_max, seed, Path(tmp))
     _common.table(
         f"Treadmill switched on after 1-{off_max:g} s off: advertising again -> ...",
         [
@@ -121,6 +129,14 @@ async def main(trials: int, off_max: float, seed: int) -> None:
             ("first telemetry on MQTT (s)", rows["on_tele"], ""),
         ],
     )
+    if long_trials:
+        _common.table(
+            "Treadmill switched on after 150-240 s off: advertising again -> ...",
+            [
+                ("connected (s)", rows["long_conn"], ""),
+                ("first telemetry on MQTT (s)", rows["long_tele"], ""),
+            ],
+        )
     _common.table(
         "Link dropped, treadmill still advertising: drop -> ...",
         [
@@ -135,6 +151,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--off-max", type=float, default=60.0)
+    ap.add_argument("--long", type=int, default=0, help="trials after 150-240 s off")
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
-    asyncio.run(main(a.trials, a.off_max, a.seed))
+    asyncio.run(main(a.trials, a.long, a.off_max, a.seed))
