@@ -20,14 +20,15 @@ def pct(values: Sequence[float], q: float) -> float:
 
 def table(title: str, rows: list[tuple[str, Sequence[float], str]]) -> None:
     """Print median, p99, min, max and n for each row of samples."""
+    w = max([44, *(len(name) for name, _, _ in rows)])
     print(f"\n{title}")
-    print(f"{'case':<44} {'median':>10} {'p99':>10} {'min':>10} {'max':>10} {'n':>6}")
+    print(f"{'case':<{w}} {'median':>10} {'p99':>10} {'min':>10} {'max':>10} {'n':>6}")
     for name, values, unit in rows:
         if not values:
-            print(f"{name:<44} {'-':>10}")
+            print(f"{name:<{w}} {'-':>10}")
             continue
         med = statistics.median(values)
         print(
-            f"{name:<44} {med:>9.3g}{unit:<1} {pct(values, 99):>9.3g}{unit:<1} "
+            f"{name:<{w}} {med:>9.3g}{unit:<1} {pct(values, 99):>9.3g}{unit:<1} "
             f"{min(values):>9.3g}{unit:<1} {max(values):>9.3g}{unit:<1} {len(values):>6}"
         )

@@ -9,7 +9,10 @@ runner: the daemon's own path, MQTT in and out) and `stop` with the belt at rest
 way to the treadmill, whose simulated response lag is 50 ms); next to them a bare echo
 through the same broker, the floor on this machine.
 
-Run: .venv/bin/python bench/latency.py [--trials 25]
+``--broker-nagle`` runs the broker as Mosquitto is installed, without
+``set_tcp_nodelay true``: what a user's own broker gives until they set it.
+
+Run: .venv/bin/python bench/latency.py [--trials 25] [--broker-nagle]
 """
 
 from __future__ import annotations
@@ -78,11 +81,13 @@ async def _transport(sim: SimTreadmill, ble: bool, stack: contextlib.AsyncExitSt
 Samples = dict[str, list[float]]
 
 
-async def run_case(ble: bool, trials: int, tmp: Path) -> Samples:
+async def run_case(ble: bool, trials: int, tmp: Path, broker_nagle: bool) -> Samples:
     out: Samples = {"stop": [], "telemetry": [], "pause": [], "stop_rt": [], "echo": []}
     async with contextlib.AsyncExitStack() as stack:
         port = free_port()
-        stack.enter_context(mosquitto(tmp, port))
+        # A broker as installed: Mosquitto keeps Nagle's algorithm unless told otherwise.
+        extra = ["set_tcp_nodelay false"] if broker_nagle else []
+        stack.enter_context(mosquitto(tmp, port, extra))
         sim = StampedSim(SimConfig(pre_workout_s=0.2, data_interval_s=0.05, accel_kmh_per_s=5.0))
         transport = await _transport(sim, ble, stack)
         config = Config(
@@ -178,12 +183,14 @@ async def run_case(ble: bool, trials: int, tmp: Path) -> Samples:
     return out
 
 
-async def main(trials: int) -> None:
+async def main(trials: int, broker_nagle: bool) -> None:
     cases = []
     for ble in (False, True):
         with tempfile.TemporaryDirectory() as tmp:
             label = "fake BlueZ" if ble else "in-process"
-            cases.append((label, await run_case(ble, trials, Path(tmp))))
+            cases.append((label, await run_case(ble, trials, Path(tmp), broker_nagle)))
+    if broker_nagle:
+        print("\n(the broker without set_tcp_nodelay: Nagle's algorithm on its side)")
 
     def rows(key: str, what: str) -> list[tuple[str, list[float], str]]:
         return [(f"{what}, {label} (ms)", samples[key], "") for label, samples in cases]
@@ -204,5 +211,11 @@ async def main(trials: int) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=25)
+    ap.add_argument(
+        "--broker-nagle",
+        action="store_true",
+        help="run the broker without set_tcp_nodelay (as Mosquitto is installed)",
+    )
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    asyncio.run(main(ap.parse_args().trials))
+    a = ap.parse_args()
+    asyncio.run(main(a.trials, a.broker_nagle))
