@@ -600,12 +600,14 @@ def _failed(what: str, exc: BaseException) -> None:
     )
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""One encoder for every payload: ``json.dumps`` with options builds a new one per call."""
+
+
 def _json(payload: Any) -> bytes:
     """UTF-8 JSON for any payload; what JSON cannot carry is made safe, never raised."""
     try:
-        return json.dumps(
-            payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode()
+        return _ENCODER.encode(payload).encode()
     except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
         return json.dumps(_safe(payload, 0), separators=(",", ":"), ensure_ascii=False).encode()
 

@@ -451,7 +451,9 @@ class SessionRunner:
             try:
                 if message is not None:
                     self._handle(message, now)
-                self._advance(now)
+                if not isinstance(message, RawFrame):
+                    # A raw frame is only logged; its decoded event comes next and advances.
+                    self._advance(now)
             except Exception as exc:  # when in doubt, the belt stops
                 log.exception("session runner failed on %s", type(message).__name__)
                 self._fail_safe(exc, now)

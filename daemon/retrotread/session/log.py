@@ -24,6 +24,8 @@ from typing import Any, Literal
 from retrotread.errors import RetrotreadError
 
 log = logging.getLogger(__name__)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""One encoder for every line (``json.dumps`` with options builds a new one per call)."""
 
 SCHEMA = 1
 Outcome = Literal[
@@ -157,7 +159,7 @@ class SessionLogWriter:
 
     def _line(self, obj: dict[str, Any]) -> bytes:
         try:
-            text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+            text = _ENCODER.encode(obj)
         except (ValueError, TypeError):
             text = json.dumps(obj, separators=(",", ":"), default=str)
         return (text + "\n").encode("utf-8", "backslashreplace")
