@@ -7,6 +7,7 @@ what the treadmill did (its telemetry) and what the walker was told (events).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from pathlib import Path
 from typing import Any
@@ -303,3 +304,39 @@ async def test_pause_during_a_slow_turn_stops_the_belt(tmp_path: Path) -> None:
         with pytest.raises(RunnerError, match="already paused"):
             await r.call(r.runner.pause())
         await r.call(r.runner.stop())
+
+
+@pytest.mark.parametrize("then", ["finish", "skip"])
+async def test_a_new_turn_before_the_belt_restarts_needs_its_own_resume(
+    tmp_path: Path, then: str
+) -> None:
+    """Resume at a turn says the walker has turned; a finish (or skip) before the belt
+    restarts brings a phase that faces the other way: the cue asks to turn back, and the
+    belt waits at rest for a new resume (it does not restart under a walker turning)."""
+    p = profile(
+        phase("fwd", 2.0, 40, 30),
+        phase("back", 1.5, 60, 20, direction="backward"),
+        phase("cool", 1.5, 40, 20),
+    )
+    async with run_rig(tmp_path) as r:
+        await r.call(r.runner.start(p))
+        await r.until(lambda: r.runner.state_name() == "turning", 100)
+        assert "turn around to face the rear" in r.events("turn_required")[0]["message"]
+        n = len(r.sim.writes)
+        resume = asyncio.ensure_future(r.runner.resume())
+        other = asyncio.ensure_future(getattr(r.runner, then)())
+        await r.clock.advance(60)
+        assert resume.done() and other.done()
+        other.result()
+        turns = r.events("turn_required")
+        assert len(turns) == 2
+        assert "turn around to face the front" in turns[1]["message"]
+        assert turns[1]["phase"] == "cool"
+        assert b"\x07" not in r.sim.writes[n:]  # no Start under a turning walker
+        assert r.sim.state == "paused" and r.sim.speed_kmh == 0.0
+        assert r.runner.state_name() == "turning"
+        await r.call(r.runner.resume())
+        await r.until(lambda: r.runner.session is None, 200)
+        assert r.runner.last_outcome == ("finished_early" if then == "finish" else "completed")
+        started = [e["phase"] for e in r.events("phase_started")]
+        assert started == ["fwd", "cool"]

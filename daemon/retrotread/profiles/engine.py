@@ -219,6 +219,14 @@ class Engine:
             if incline is not None:
                 incline.due += t - self._paused_at  # its ramp was frozen with the clock
 
+    def turned(self, now: float) -> None:
+        """The walker says they are ready for this phase (``resume`` at a turn, or after a
+        pause whose next phase faces the other way): from now they face its way, even
+        before the belt restarts. A later turn's cue starts from there."""
+        self._advance(now)
+        if self.state == "turning" or (self.state == "paused" and self._pending_start):
+            self._facing = self.profile.phase[self.phase_index].direction
+
     def skip(self, now: float) -> None:
         """Go to the next phase (ramping from where things are), or end after the last."""
         self._advance(now)

@@ -707,6 +707,7 @@ class SessionRunner:
             return
         if state not in ("paused", "turning"):
             raise RunnerError("not paused: nothing to resume")
+        s.engine.turned(now)
         s.resume_requested = True
 
     def _cmd_skip(self, request: _Request, now: float) -> None:
@@ -779,6 +780,10 @@ class SessionRunner:
                 for w in s.watch.values():
                     w.reset()
                 s.overridden.clear()
+            if ev.type == "turn_required" and s.resume_requested:
+                # A new turn (a finish or skip) before the belt restarted: the walker
+                # turns again, and the belt waits at rest for their own resume.
+                s.resume_requested = False
             if ev.type != "completed":
                 self.event(ev.type, ev.message, **ev.data)
 
