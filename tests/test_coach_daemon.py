@@ -374,3 +374,35 @@ async def test_early_stops_pain_and_a_gap_through_the_daemon(
     logs = [read_session(p) for p in list_sessions(tmp_path / "sessions")]
     assert [lg.header.get("walker") for lg in logs].count("ben") == len(walked)
     assert [lg.header.get("walker") for lg in logs].count("carla") == 2
+
+
+async def test_a_profile_started_without_a_walker_is_the_current_walkers(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Home Assistant's profile select sends only the profile: with walkers configured the
+    session is the current walker's, under their (tighter) limits, never the house's; and
+    knee pain given alone with a start goes to their plan session, not lost."""
+    ben = WalkerConfig(name="ben")
+    carla = WalkerConfig(name="carla", max_speed_kmh=2.6)
+    safety = SafetyConfig(max_speed_kmh=4.0)
+    async with coach_rig(broker, tmp_path, [ben, carla], safety) as rig:
+        assert (await rig.command({"action": "walker", "walker": "carla"}))["ok"]
+        hers = await rig.walk({"profile": "first-steps"})
+        assert hers["log"].header["walker"] == "carla"
+        assert hers["log"].header["limits"]["max_speed_kmh"] == 2.6
+        # Too fast for her: refused by her limit, with her name (the house's would allow it).
+        refused = await rig.command({"action": "start", "profile": "build-up"})
+        assert refused["ok"] is False and "for walker 'carla'" in refused["error"]
+        assert rig.daemon.runner.session is None
+        assert (await rig.command({"action": "walker", "walker": "ben"}))["ok"]
+        his = await rig.walk({"profile": "build-up"})
+        assert his["log"].header["walker"] == "ben"
+        assert his["log"].header["limits"]["max_speed_kmh"] == 4.0
+        # Pain alone: ben's plan session today, the pain stored as before it.
+        pained = await rig.walk({"pain": 3})
+        assert pained["log"].header["walker"] == "ben"
+        assert pained["log"].header["plan"] is not None
+        path = pained["log"].path
+        sidecar = path.with_name(path.stem + ".feedback.ndjson")
+        report = json.loads(sidecar.read_text().splitlines()[0])
+        assert (report["when"], report["pain"]) == ("before", 3)

@@ -59,8 +59,11 @@ class Start(_Base):
 
     @property
     def for_walker(self) -> bool:
-        """Today's session of a plan, or a profile for a named walker: the coach's part."""
-        return self.plan is not None or self.today or self.walker is not None
+        """Today's session of a plan (also implied by ``pain`` before it), or a profile for
+        a named walker: the coach's part."""
+        return (
+            self.plan is not None or self.today or self.walker is not None or self.pain is not None
+        )
 
 
 class Feedback(_Base):

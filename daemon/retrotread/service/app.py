@@ -297,6 +297,10 @@ class Daemon:
             again = self.coaching.again(profile)
             if again is not None:
                 return await self.runner.start(profile, limits=again[0], header=again[1])
+        if self.coaching.coach.walkers:
+            # Someone walks: the current walker (HA's walker select), under their limits,
+            # which only tighten [safety]; never a session of nobody under the house's.
+            return await self.coaching.start_profile(profile)
         return await self.runner.start(profile)
 
     async def handle(self, command: Command) -> None:

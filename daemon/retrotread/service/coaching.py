@@ -181,7 +181,7 @@ class Coaching:
         """Today's session of a plan, or a profile under a walker's limits."""
         walker = self._walker(command.walker)
         if command.profile is not None:
-            return await self._start_profile(profiles(command.profile), walker)
+            return await self.start_profile(profiles(command.profile), walker)
         pain = command.pain if command.pain is not None else self._take_pending(walker)
         now = self.now()
         async with self._lock:  # the belt is at rest: this may take the loop a moment
@@ -200,7 +200,9 @@ class Coaching:
         self.publish(today.walker)
         return sid
 
-    async def _start_profile(self, profile: Profile, walker: str) -> str:
+    async def start_profile(self, profile: Profile, walker: str | None = None) -> str:
+        """``profile`` for ``walker`` (else the current one), under their limits."""
+        walker = self._walker(walker)
         _, cfg = self.coach.resolve_walker(walker)
         limits = effective_limits(self.coach.safety, cfg)
         device = self.device()
