@@ -230,7 +230,7 @@ async def test_worker_survives_a_failing_command_logged_once(
     ]
     assert errors[0].exc_info is None  # no traceback above DEBUG
     caplog.clear()
-    caplog.set_level(logging.DEBUG, logger="retrotread.mqtt.bridge")
+    caplog.set_level(logging.DEBUG, logger="retrotread.mqtt")
     got = await _results(broker.port, [b'{"action": "finish", "id": 3}'], 1)
     assert "(OverflowError)" in got[0]["error"]
     failed = [rec for rec in caplog.records if "command finish failed" in rec.getMessage()]

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import math
 import ssl
-import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, NamedTuple, Protocol
@@ -26,22 +23,26 @@ import aiomqtt
 from retrotread.backoff import Backoff
 from retrotread.clock import Clock, RealClock
 from retrotread.config import MqttConfig
-from retrotread.errors import RetrotreadError
-from retrotread.events import COMMAND_REFUSED
 from retrotread.mqtt.client import mqtt_client
-from retrotread.mqtt.commands import Command, CommandError, Stop, parse_command
+from retrotread.mqtt.commands import Command, CommandId
+from retrotread.mqtt.desk import REFUSAL_EVENTS_PER_S as REFUSAL_EVENTS_PER_S  # its tests' name
+from retrotread.mqtt.desk import (
+    SHUTTING_DOWN,
+    CommandDesk,
+    describe,
+    encode_json,
+    failed,
+    refusal_event,
+    result_payload,
+)
 from retrotread.mqtt.discovery import coach_components, discovery_payload, discovery_topic
 from retrotread.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
 
-REFUSAL_EVENTS_PER_S = 5
-"""Refused commands told on ``event`` (beyond, the result alone answers: a client that
-floods bad commands must not double the daemon's output)."""
-
 
 class CommandHandler(Protocol):
-    """What the bridge needs from the daemon."""
+    """What the bridge needs from the daemon (``handle`` through the command desk)."""
 
     async def handle(self, command: Command) -> None:
         """Carry out a command; raise RetrotreadError with a message for the user."""
@@ -74,8 +75,9 @@ class MqttBridge:
 
     Output rules: results, states and events are never dropped (held while the broker is
     away, sent again when a publish fails); telemetry is dropped first, whenever more than
-    ``telemetry_backlog`` samples wait. Commands wait in one queue of at most
-    ``command_backlog``; beyond that each is answered "too many commands, slow down".
+    ``telemetry_backlog`` samples wait. Commands go to the command ``desk`` (the daemon's
+    one, shared with the web page; else one of its own on ``handler`` with at most
+    ``command_backlog`` waiting), which answers each exactly once on ``cmd/result``.
     Every way out of a live connection other than losing it says ``offline`` first.
     """
 
@@ -88,6 +90,7 @@ class MqttBridge:
         telemetry_backlog: int = 100,
         command_backlog: int = 64,
         clock: Clock | None = None,
+        desk: CommandDesk | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or RealClock()
@@ -95,7 +98,13 @@ class MqttBridge:
         self.topics = Topics(settings.effective_base_topic)
         self.backoff = backoff or Backoff(1.0, 30.0)
         self.telemetry_backlog = telemetry_backlog
-        self.command_backlog = command_backlog
+        self.desk = desk or CommandDesk(
+            handler,
+            max_payload_bytes=settings.max_payload_bytes,
+            backlog=command_backlog,
+            clock=self.clock,
+        )
+        self.desk.add_listener(self.output)  # refusals, whoever sent them, as events
         self.connected = False
         self.status = "connecting"
         """What the link to the broker is doing, for people (systemd STATUS)."""
@@ -106,21 +115,23 @@ class MqttBridge:
         self._out: asyncio.Queue[_Out] = asyncio.Queue()  # unbounded: see the class doc
         self._queued_telemetry = 0
         self._held: deque[_Out] = deque()  # results and events waiting for a broker
-        self._commands: asyncio.Queue[Command] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._stops: set[asyncio.Task[None]] = set()
-        self._worker: asyncio.Task[None] | None = None
         self._connection_listeners: list[Callable[[bool], None]] = []
         self._birth_listeners: list[Callable[[], None]] = []
         self._status_listeners: list[Callable[[str], None]] = []
         self._last_problem: str | None = None
         self.commands_received = 0
         self.results_sent = 0
-        self.refused_busy = 0
         self.dropped_telemetry = 0
         self._described: tuple[str | None, str | None] | None = None
-        self._busy_told = False  # a flood of refusals is told as one event, not thousands
-        self._refusals_told: deque[float] = deque()  # when the last few refusal events went
+
+    @property
+    def command_backlog(self) -> int:
+        return self.desk.backlog
+
+    @property
+    def refused_busy(self) -> int:
+        return self.desk.refused_busy
 
     # ------------------------------------------------------------------ outputs
 
@@ -138,15 +149,17 @@ class MqttBridge:
     def output(self, kind: str, payload: dict[str, Any]) -> None:
         """Runner listener: hand one output to the publisher without blocking."""
         if kind == "telemetry":
-            self._enqueue(_Out(self.topics.telemetry, _json(payload), 0, False, "telemetry"))
+            self._enqueue(_Out(self.topics.telemetry, encode_json(payload), 0, False, "telemetry"))
         elif kind == "event":
-            self._enqueue(_Out(self.topics.event, _json(payload), 1, False, "event"))
+            self._enqueue(_Out(self.topics.event, encode_json(payload), 1, False, "event"))
         elif kind == "state":
             self._follow_device()
-            self._enqueue(_Out(self.topics.state, _json(payload), 1, True, "state"))
+            self._enqueue(_Out(self.topics.state, encode_json(payload), 1, True, "state"))
         elif kind in ("walker", "walker_current"):
             # Retained like state, and like state republished from the handler on connect.
-            self._enqueue(_Out(self._walker_topic(kind, payload), _json(payload), 1, True, "state"))
+            self._enqueue(
+                _Out(self._walker_topic(kind, payload), encode_json(payload), 1, True, "state")
+            )
 
     def _walker_topic(self, kind: str, payload: dict[str, Any]) -> str:
         if kind == "walker_current":
@@ -179,35 +192,22 @@ class MqttBridge:
         self._out.put_nowait(item)
 
     def _result(
-        self, command_id: Any, action: str | None, ok: bool, error: str | None, tell: bool = True
+        self,
+        command_id: CommandId,
+        action: str | None,
+        ok: bool,
+        error: str | None,
+        tell: bool = True,
     ) -> None:
-        """Queue the one result of a command (and a refusal as an event if ``tell``)."""
-        payload = {"id": command_id, "action": action, "ok": ok, "error": error}
-        self.results_sent += 1
-        self._enqueue(_Out(self.topics.cmd_result, _json(payload), 1, False, "result"))
-        if not ok and tell and self._may_tell_refusal():
-            # Also on <base>/event: Home Assistant's event entity and logbook show it there.
-            what = action.capitalize() if action else "Command"
-            event = {
-                "ts": round(time.time(), 3),
-                "type": COMMAND_REFUSED,
-                "message": f"{what} refused: {error}",
-                "id": command_id,
-                "action": action,
-                "error": error,
-            }
-            self._enqueue(_Out(self.topics.event, _json(event), 1, False, "event"))
+        """Queue a command's result (and a refusal as an event if ``tell``)."""
+        self._reply(result_payload(command_id, action, ok, error))
+        if not ok and tell:
+            self.output("event", refusal_event(command_id, action, error))
 
-    def _may_tell_refusal(self) -> bool:
-        """At most REFUSAL_EVENTS_PER_S refusal events a second: people, not floods."""
-        now = self.clock.monotonic()
-        told = self._refusals_told
-        while told and now - told[0] >= 1.0:
-            told.popleft()
-        if len(told) >= REFUSAL_EVENTS_PER_S:
-            return False
-        told.append(now)
-        return True
+    def _reply(self, payload: dict[str, Any]) -> None:
+        """The desk's answer to a command that came on ``cmd``."""
+        self.results_sent += 1
+        self._enqueue(_Out(self.topics.cmd_result, encode_json(payload), 1, False, "result"))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -232,7 +232,6 @@ class MqttBridge:
 
     async def run(self) -> None:
         """Stay connected until cancelled; reconnect with backoff (aiomqtt v2 does not)."""
-        self._worker = asyncio.create_task(self._command_worker(), name="mqtt-commands")
         failures = 0
         try:
             while not self._closing:
@@ -247,13 +246,13 @@ class MqttBridge:
                         # aiomqtt can turn our cancellation into an MqttError; going on would
                         # reconnect and leave a stale retained "online" behind.
                         return
-                    problem = _describe(exc)
+                    problem = describe(exc)
                 except (ssl.SSLError, OSError, ValueError) as exc:
                     # TLS files that cannot be used, a name that does not resolve, ...
                     problem = (
-                        f"TLS: {_describe(exc)}"
+                        f"TLS: {describe(exc)}"
                         if isinstance(exc, ssl.SSLError)
-                        else (_describe(exc))
+                        else (describe(exc))
                     )
                 finally:
                     self._connection_ended()
@@ -264,7 +263,7 @@ class MqttBridge:
                 self._report_retry(problem or "connection closed", delay, failures)
                 await asyncio.sleep(delay)
         finally:
-            await self._stop_commands("the daemon is shutting down")
+            await self.desk.close(SHUTTING_DOWN)
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -366,12 +365,12 @@ class MqttBridge:
         """Retained availability, state, profiles and discovery (after every connect)."""
         t = self.topics
         await client.publish(t.availability, b"online", qos=1, retain=True)
-        await client.publish(t.state, _json(self.handler.state()), qos=1, retain=True)
-        await client.publish(t.profiles, _json(self.handler.profiles()), qos=1, retain=True)
+        await client.publish(t.state, encode_json(self.handler.state()), qos=1, retain=True)
+        await client.publish(t.profiles, encode_json(self.handler.profiles()), qos=1, retain=True)
         walkers = getattr(self.handler, "walkers", None)  # the coach (docs/plans.md §7)
         for kind, payload in walkers() if callable(walkers) else ():
             topic = self._walker_topic(kind, payload)
-            await client.publish(topic, _json(payload), qos=1, retain=True)
+            await client.publish(topic, encode_json(payload), qos=1, retain=True)
         await self._publish_discovery(client)
 
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:
@@ -392,7 +391,7 @@ class MqttBridge:
         walkers = getattr(self.handler, "walker_names", None)  # the coach (docs/plans.md §7)
         if callable(walkers):
             payload["cmps"].update(coach_components(self.topics, s.device_id, walkers()))
-        return _Out(topic, _json(payload), 1, True, "state")
+        return _Out(topic, encode_json(payload), 1, True, "state")
 
     async def _publisher(self, client: aiomqtt.Client, window: int = 8) -> None:
         """Publish in order, with up to ``window`` QoS 1 acknowledgements outstanding.
@@ -436,7 +435,7 @@ class MqttBridge:
         A clean disconnect does not fire the last will, so the daemon says it.
         """
         self._closing = True
-        await self._stop_commands("the daemon is shutting down")
+        await self.desk.close(SHUTTING_DOWN)
         client = self._client
         if client is None or not self.connected:
             return
@@ -487,73 +486,7 @@ class MqttBridge:
     def _on_command(self, data: bytes) -> None:
         """Every payload on ``cmd`` leads to exactly one result, now or when it is done."""
         self.commands_received += 1
-        try:
-            command = parse_command(data, self.settings.max_payload_bytes)
-        except CommandError as exc:
-            self._result(exc.command_id, exc.action, False, exc.message)
-            return
-        except Exception as exc:  # a bug in the parser must not cost the answer
-            _failed("reading a command", exc)
-            self._result(None, None, False, _internal("reading the command", exc))
-            return
-        if self._closing:
-            self._result(command.id, command.action, False, "the daemon is shutting down")
-        elif isinstance(command, Stop):
-            # Stop is never delayed by other work: it does not queue behind commands.
-            if len(self._stops) >= self.command_backlog:
-                self._busy(command)
-                return
-            self._busy_told = False
-            task = asyncio.get_running_loop().create_task(self._execute(command), name="stop")
-            self._stops.add(task)
-            task.add_done_callback(self._stops.discard)
-        elif self._commands.qsize() >= self.command_backlog:
-            self._busy(command)
-        else:
-            self._busy_told = False
-            self._commands.put_nowait(command)
-
-    def _busy(self, command: Command) -> None:
-        self.refused_busy += 1
-        self._result(
-            command.id,
-            command.action,
-            False,
-            f"too many commands, slow down ({self.command_backlog} are already waiting)",
-            tell=not self._busy_told,
-        )
-        self._busy_told = True
-
-    async def _command_worker(self) -> None:
-        while True:
-            command = await self._commands.get()
-            await self._execute(command)
-
-    async def _execute(self, command: Command) -> None:
-        """Carry out one command and queue its one result; never raises but CancelledError."""
-        try:
-            await self.handler.handle(command)
-        except asyncio.CancelledError:
-            self._result(command.id, command.action, False, "the daemon is shutting down")
-            raise
-        except RetrotreadError as exc:
-            message = exc.message if isinstance(exc, CommandError) else str(exc)
-            self._result(command.id, command.action, False, message or type(exc).__name__)
-        except Exception as exc:
-            _failed(f"command {command.action}", exc)
-            self._result(command.id, command.action, False, _internal(command.action, exc))
-        else:
-            self._result(command.id, command.action, True, None)
-
-    async def _stop_commands(self, why: str) -> None:
-        """End the command worker and stops in flight; answer every command still waiting."""
-        tasks = [t for t in (self._worker, *self._stops) if t is not None and not t.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        while not self._commands.empty():
-            command = self._commands.get_nowait()
-            self._result(command.id, command.action, False, why)
+        self.desk.submit(data, self._reply)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -573,56 +506,9 @@ def _cancelling() -> bool:
     return me is not None and me.cancelling() > 0
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
 def _seconds(delay: float) -> str:
     return f"{delay:.0f} s" if delay >= 2 else f"{delay:.1f} s"
 
 
-def _internal(what: str, exc: BaseException) -> str:
-    return (
-        f"internal error while {what} ({type(exc).__name__}); the daemon carries on, "
-        "check the state before trying again"
-    )
-
-
 def _failed(what: str, exc: BaseException) -> None:
-    """One line for the operator; the traceback goes with it only at DEBUG."""
-    log.error(
-        "%s failed: %s: %s",
-        what,
-        type(exc).__name__,
-        _describe(exc),
-        exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
-    )
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-"""One encoder for every payload: ``json.dumps`` with options builds a new one per call."""
-
-
-def _json(payload: Any) -> bytes:
-    """UTF-8 JSON for any payload; what JSON cannot carry is made safe, never raised."""
-    try:
-        return _ENCODER.encode(payload).encode()
-    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
-        return json.dumps(_safe(payload, 0), separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _safe(value: Any, depth: int) -> Any:
-    if depth > 20:
-        return None
-    if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, dict):
-        return {str(_safe(str(k), depth + 1)): _safe(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_safe(v, depth + 1) for v in value]
-    return _safe(str(value), depth + 1)
+    failed(what, exc, log)

@@ -38,6 +38,7 @@ from retrotread.mqtt.commands import (
     Start,
     Stop,
 )
+from retrotread.mqtt.desk import CommandDesk
 from retrotread.profiles.loader import ProfileSet, load_profiles
 from retrotread.profiles.model import Profile, check_profile
 from retrotread.service.coaching import Coaching
@@ -171,13 +172,16 @@ class Daemon:
         if sim is not None:
             # The simulated walker follows the cues: they face the way each phase says.
             self.runner.add_listener(self._walker_follows_cues)
+        # One command desk for every way in (MQTT, the web page): one validation, one
+        # queue, one result per command.
+        self.desk = CommandDesk(self, max_payload_bytes=config.mqtt.max_payload_bytes, clock=clock)
         self.bridge: Any = None
         self.quiet: QuietIdle | None = None
         use_mqtt = config.mqtt.enabled if mqtt is None else mqtt
         if use_mqtt:
             from retrotread.mqtt.bridge import MqttBridge
 
-            self.bridge = MqttBridge(config.mqtt, self, clock=clock)
+            self.bridge = MqttBridge(config.mqtt, self, clock=clock, desk=self.desk)
             self.quiet = QuietIdle(self.bridge.output, clock, config.mqtt.idle_telemetry_s)
             self.runner.add_listener(self.quiet)
             # A restarted Home Assistant shows telemetry sensors as unknown until a sample
@@ -407,6 +411,7 @@ class Daemon:
         try:
             await self.runner.shutdown(timeout_s=8.0)
         finally:
+            await self.desk.close()  # what still waits is answered before we go offline
             if self.bridge is not None:
                 await self.bridge.close()
             for task in reversed(tasks):
