@@ -29,37 +29,39 @@ SURROGATE_DANCE = b'{"action": "dance", "id": "\\ud800"}'
 SURROGATE_PAUSE = b'{"action": "pause", "id": "\\ud800"}'
 
 
-@pytest.mark.parametrize(
-    ("payload", "needle", "command_id", "action"),
-    [
-        (DEEP, "nests 2000 levels deep (at most 8)", None, None),
-        (HUGE_INT, "speed_kmh: 777777777777… has 400 digits (at most 15)", "big", "set"),
-        (SURROGATE_DANCE, "id: text holds a lone surrogate (\\ud800)", None, None),
-        (SURROGATE_PAUSE, "id: text holds a lone surrogate (\\ud800)", None, "pause"),
-        (
-            b'{"action": "set", "speed_kmh": NaN, "id": 3}',
-            "speed_kmh: NaN is not a number",
-            3,
-            "set",
-        ),
-        (
-            b'{"action": "set", "incline_pct": -Infinity}',
-            "incline_pct: -Infinity is not",
-            None,
-            "set",
-        ),
-        (b'{"action": "set", "speed_kmh": 1e999}', "speed_kmh: 1e999 is out of range", None, "set"),
-        (b'{"action": "start", "profile": "' + b"p" * 500 + b'"}', "500 characters", None, "start"),
-        (b'{"action": "stop", "x": {"\\udc00": 1}}', "a key in x: text holds a lone", None, "stop"),
-        (b'{"action": "stop", "id": "' + b"i" * 300 + b'"}', "id: text of 300", None, "stop"),
-        (
-            b'{"action": "stop", "note": "[[[[[[[[[[[[[[[[[["}',
-            "stop does not take 'note'",
-            None,
-            "stop",
-        ),
-    ],
-)
+# Hostile payloads, each refused by name: (payload, what the error says, id, action). The
+# web page's WebSocket is held to the same list (tests/test_web.py).
+HOSTILE: list[tuple[bytes, str, Any, str | None]] = [
+    (DEEP, "nests 2000 levels deep (at most 8)", None, None),
+    (HUGE_INT, "speed_kmh: 777777777777… has 400 digits (at most 15)", "big", "set"),
+    (SURROGATE_DANCE, "id: text holds a lone surrogate (\\ud800)", None, None),
+    (SURROGATE_PAUSE, "id: text holds a lone surrogate (\\ud800)", None, "pause"),
+    (
+        b'{"action": "set", "speed_kmh": NaN, "id": 3}',
+        "speed_kmh: NaN is not a number",
+        3,
+        "set",
+    ),
+    (
+        b'{"action": "set", "incline_pct": -Infinity}',
+        "incline_pct: -Infinity is not",
+        None,
+        "set",
+    ),
+    (b'{"action": "set", "speed_kmh": 1e999}', "speed_kmh: 1e999 is out of range", None, "set"),
+    (b'{"action": "start", "profile": "' + b"p" * 500 + b'"}', "500 characters", None, "start"),
+    (b'{"action": "stop", "x": {"\\udc00": 1}}', "a key in x: text holds a lone", None, "stop"),
+    (b'{"action": "stop", "id": "' + b"i" * 300 + b'"}', "id: text of 300", None, "stop"),
+    (
+        b'{"action": "stop", "note": "[[[[[[[[[[[[[[[[[["}',
+        "stop does not take 'note'",
+        None,
+        "stop",
+    ),
+]
+
+
+@pytest.mark.parametrize(("payload", "needle", "command_id", "action"), HOSTILE)
 def test_refused_by_name(payload: bytes, needle: str, command_id: Any, action: str | None) -> None:
     with pytest.raises(CommandError) as caught:
         parse_command(payload)

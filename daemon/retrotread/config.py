@@ -241,6 +241,45 @@ class CuesConfig(_Section):
         return value
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"0.0.0.0:8080"``, ``"[::]:8080"`` or ``":8080"`` (every address) as (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f'{value!r} is not HOST:PORT (e.g. "0.0.0.0:8080")')
+    number = int(port)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"port {number} is out of range (1-65535)")
+    host = host.removeprefix("[").removesuffix("]")
+    if any(c.isspace() or c in "/?#@" for c in host):
+        raise ValueError(f"{host!r} is not a host name or address")
+    return host or "0.0.0.0", number
+
+
+class WebConfig(_Section):
+    """The phone page served by the daemon (off unless ``listen`` is set)."""
+
+    listen: str | None = Field(default=None, description='e.g. "0.0.0.0:8080"; unset: off')
+    # The access token; default: web-token beside the sessions directory (the state dir).
+    token_file: Path | None = None
+    # The address a phone uses, when the listen address is not it (a name, a proxy).
+    url: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+/?$")
+    max_clients: int = Field(default=8, ge=1, le=64)
+    # TLS, for a browser that installs only from https (both or neither).
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return parse_listen(self.listen) if self.listen is not None else None
+
+
 class Config(_Section):
     """The whole configuration file."""
 
@@ -253,6 +292,13 @@ class Config(_Section):
     # [[walker]] entries (the coach); none: one implicit walker, everything as before.
     walker: list[WalkerConfig] = Field(default_factory=list, max_length=32)
     cues: CuesConfig = Field(default_factory=CuesConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+
+    @property
+    def web_token_file(self) -> Path:
+        """``[web] token_file``, else ``web-token`` beside the sessions directory (under
+        systemd both are in the StateDirectory)."""
+        return self.web.token_file or self.sessions.dir.parent / "web-token"
 
     @model_validator(mode="after")
     def _turn_speed_within_limits(self) -> Config:
@@ -294,6 +340,9 @@ PATH_KEYS = frozenset(
         ("mqtt", "key_file"),
         ("sessions", "dir"),
         ("profiles", "dirs"),
+        ("web", "token_file"),
+        ("web", "cert_file"),
+        ("web", "key_file"),
     }
 )
 
@@ -480,6 +529,13 @@ def _check_files(config: Config, source: str, from_env: Mapping[tuple[str, str],
             raise ConfigError(f"{source}: mqtt.{key} = {str(f)!r}: no such file")
     if (mqtt.cert_file is None) != (mqtt.key_file is None):
         raise ConfigError(f"{source}: mqtt.cert_file and mqtt.key_file go together")
+    web = config.web
+    for key in ("cert_file", "key_file"):
+        f = getattr(web, key)
+        if f is not None and not Path(f).is_file():
+            raise ConfigError(f"{source}: web.{key} = {str(f)!r}: no such file")
+    if (web.cert_file is None) != (web.key_file is None):
+        raise ConfigError(f"{source}: web.cert_file and web.key_file go together")
 
 
 def config_to_display(config: Config) -> dict[str, Any]:

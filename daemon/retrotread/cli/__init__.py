@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("decode", "decode one raw FTMS or heart-rate frame to JSON"),
     "scan": ("scan", "list nearby FTMS treadmills"),
     "probe": ("probe", "connect and print what a treadmill supports"),
+    "web": ("web", "the phone page: its address with the access token, as a QR code"),
 }
 
 

@@ -191,6 +191,20 @@ class Daemon:
             self.bridge.add_connection_listener(self._on_broker)
             self.bridge.add_status_listener(self._on_broker_status)
             self.health.broker = "connecting"
+        self.web: Any = None
+        if config.web.listen is not None:
+            from retrotread.web.server import WebServer
+
+            self.web = WebServer(
+                config.web,
+                self,
+                self.desk,
+                token_file=config.web_token_file,
+                sessions_dir=config.sessions.dir,
+            )
+            self.runner.add_listener(self.web.output)
+            self.coaching.add_listener(self.web.output)
+            self.desk.add_listener(self.web.output)  # refusals, whoever sent them
 
     # ------------------------------------------------------------------ health
 
@@ -350,6 +364,8 @@ class Daemon:
             tasks.append(asyncio.create_task(self.cues.run(), name="cues"))
         if self.bridge is not None:
             tasks.append(asyncio.create_task(self.bridge.run(), name="mqtt"))
+        if self.web is not None:
+            tasks.append(asyncio.create_task(self.web.run(), name="web"))
         waiter = asyncio.create_task(stop.wait(), name="stop-wait")
         try:
             done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -414,6 +430,8 @@ class Daemon:
             await self.desk.close()  # what still waits is answered before we go offline
             if self.bridge is not None:
                 await self.bridge.close()
+            if self.web is not None:
+                await self.web.close()
             for task in reversed(tasks):
                 task.cancel()
             try:
