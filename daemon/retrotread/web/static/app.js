@@ -102,6 +102,11 @@ function setLive(live) {
     for (const id of ["speed", "incline", "heart", "left", "target"]) $(id).textContent = "–";
     $("state").textContent = "not connected";
     $("phase").textContent = "";
+    $("link-treadmill").textContent = "treadmill: unknown";
+    $("link-treadmill").className = "pill";
+    $("link-recording").textContent = "recording: unknown";
+    $("link-recording").className = "pill";
+    $("warning").hidden = true; // what the daemon said last is no longer known to hold
     hideTurn();
   }
   renderState();
@@ -182,6 +187,9 @@ function renderState() {
   $("finish").disabled = !(running || s.state === "paused");
   $("resume").disabled = !["paused", "turning"].includes(s.state);
   const idle = ENDED.has(s.state);
+  // One thing at a time: the session's buttons during a session, the start panel between.
+  $("controls").hidden = idle;
+  $("start-panel").hidden = !idle;
   $("start").disabled = !idle || !s.connected;
   $("start-today").disabled = !idle || !s.connected;
 }
