@@ -202,6 +202,8 @@ class Daemon:
                 token_file=config.web_token_file,
                 sessions_dir=config.sessions.dir,
             )
+            # Every sample, not QuietIdle's: a page is open only while someone looks at it,
+            # and what it shows must be the belt as it is now.
             self.runner.add_listener(self.web.output)
             self.coaching.add_listener(self.web.output)
             self.desk.add_listener(self.web.output)  # refusals, whoever sent them
