@@ -18,6 +18,7 @@ from retrotread.config import MqttConfig
 from retrotread.mqtt.bridge import MqttBridge
 from retrotread.mqtt.client import mqtt_client
 from retrotread.mqtt.commands import Command, CommandError, parse_command
+from retrotread.mqtt.desk import result_payload
 from tests.broker import Broker, free_port
 from tests.test_daemon_mqtt import BASE, Phone, daemon_rig, until
 
@@ -143,16 +144,21 @@ async def test_a_flood_gets_exactly_one_result_per_command(broker: Broker, tmp_p
         await phone.command({"action": "stop"})
         await until(lambda: r.daemon.runner.session is None)
         await asyncio.sleep(0.3)  # anything extra would arrive now
-        per_id = Counter(res["id"] for res in phone.on("cmd/result"))
-        burst = {i: n for i, n in per_id.items() if isinstance(i, int)}
-        assert sorted(burst) == list(range(2000))
-        assert set(burst.values()) == {1}
+        assert_one_result_per_id(phone.on("cmd/result"), 2000)
         bridge = r.daemon.bridge
         assert bridge.results_sent == bridge.commands_received == 2002
         busy = [x for x in phone.on("cmd/result") if "too many commands" in (x["error"] or "")]
         assert len(busy) == bridge.refused_busy
         # The last retained state is the daemon's own, not one dropped on the way.
         assert phone.on("state")[-1] == r.daemon.runner.state()
+
+
+def assert_one_result_per_id(results: list[dict[str, Any]], n: int) -> None:
+    """Every command of a burst with ids 0..n-1 got exactly one result."""
+    per_id = Counter(res["id"] for res in results)
+    burst = {i: k for i, k in per_id.items() if isinstance(i, int)}
+    assert sorted(burst) == list(range(n))
+    assert set(burst.values()) == {1}
 
 
 class Handler:
@@ -296,7 +302,7 @@ async def test_results_are_held_while_the_broker_is_away(broker: Broker) -> None
     await until(lambda: bridge.connected)
     broker.stop()
     await until(lambda: not bridge.connected)
-    bridge._result("late", "pause", True, None)  # a command that finished after the drop
+    bridge._reply(result_payload("late", "pause", True, None))  # finished after the drop
     bridge.output("event", {"type": "cue", "message": "while away"})
     bridge.output("state", {"state": "paused"})  # republished fresh on connect instead
     broker.start()

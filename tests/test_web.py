@@ -8,7 +8,6 @@ import asyncio
 import logging
 import os
 import stat
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,11 @@ from retrotread.config import Config, load_config
 from retrotread.errors import ConfigError
 from retrotread.mqtt.commands import CommandError, parse_command
 from retrotread.web.access import load_or_create_token, page_url, token_matches
+from retrotread.web.server import same_origin
 from tests.broker import Broker
 from tests.clihelpers import one_line_error, run_cli
 from tests.test_daemon_mqtt import Phone, until
-from tests.test_reliability_mqtt import DEEP, HOSTILE
+from tests.test_reliability_mqtt import DEEP, HOSTILE, assert_one_result_per_id
 from tests.webhelpers import Page, web_rig
 
 
@@ -79,6 +79,25 @@ def test_page_url() -> None:
 
 
 # ---------------------------------------------------------------------- access
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "same"),
+    [
+        ("http://127.0.0.1:8080", "127.0.0.1:8080", True),
+        ("http://WALK.lan:8080", "walk.lan:8080", True),
+        ("https://walk.example", "walk.example", True),  # TLS ended by a proxy
+        ("https://walk.example", "walk.example:443", True),
+        ("http://127.0.0.1:8081", "127.0.0.1:8080", False),
+        ("http://localhost:8080", "127.0.0.1:8080", False),
+        ("http://evil.example", "127.0.0.1:8080", False),
+        ("null", "127.0.0.1:8080", False),
+        ("file://", "127.0.0.1:8080", False),
+        ("http://127.0.0.1:8080/x", "127.0.0.1:8080", False),
+    ],
+)
+def test_same_origin(origin: str, host: str, same: bool) -> None:
+    assert same_origin(origin, host) is same
 
 
 async def test_every_request_without_the_token_is_refused(tmp_path: Path) -> None:
@@ -234,10 +253,7 @@ async def test_a_flood_gets_one_result_per_command_and_the_page_lives(tmp_path: 
         assert (await page.command({"action": "stop"}))["ok"] is True
         await until(lambda: r.daemon.runner.session is None)
         await asyncio.sleep(0.3)  # anything extra would arrive now
-        per_id = Counter(x["id"] for x in page.on("cmd/result"))
-        burst = {i: n for i, n in per_id.items() if isinstance(i, int)}
-        assert sorted(burst) == list(range(2000))
-        assert set(burst.values()) == {1}
+        assert_one_result_per_id(page.on("cmd/result"), 2000)
         busy = [x for x in page.on("cmd/result") if "too many commands" in (x["error"] or "")]
         assert len(busy) == r.daemon.desk.refused_busy
         assert r.daemon.desk.received == r.daemon.desk.answered == 2002

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
@@ -118,6 +119,11 @@ def test_the_page_drives_a_session(browser: webdriver.Chrome, tmp_path: Path) ->
         wait_for(d, lambda: text(d, "message") == "Stop: done")
         wait_for(d, lambda: text(d, "state") == "stopped")
         snap(d, shots / "web-stopped.png")
+        # From the keyboard (or a switch): Enter on STOP stops too.
+        d.execute_script("document.getElementById('message').textContent = ''")
+        d.find_element(By.ID, "stop").send_keys(Keys.ENTER)
+        wait_for(d, lambda: rig.stops() == before + 2, 10, "Enter on STOP did nothing")
+        wait_for(d, lambda: text(d, "message") == "Stop: done")
 
         # History: the session just walked, and its plot.
         tap(d, d.find_element(By.ID, "history-toggle"))

@@ -24,7 +24,7 @@ from retrotread.backoff import Backoff
 from retrotread.clock import Clock, RealClock
 from retrotread.config import MqttConfig
 from retrotread.mqtt.client import mqtt_client
-from retrotread.mqtt.commands import Command, CommandId
+from retrotread.mqtt.commands import Command
 from retrotread.mqtt.desk import REFUSAL_EVENTS_PER_S as REFUSAL_EVENTS_PER_S  # its tests' name
 from retrotread.mqtt.desk import (
     SHUTTING_DOWN,
@@ -32,8 +32,6 @@ from retrotread.mqtt.desk import (
     describe,
     encode_json,
     failed,
-    refusal_event,
-    result_payload,
 )
 from retrotread.mqtt.discovery import coach_components, discovery_payload, discovery_topic
 from retrotread.mqtt.topics import Topics
@@ -190,19 +188,6 @@ class MqttBridge:
                 return
             self._queued_telemetry += 1
         self._out.put_nowait(item)
-
-    def _result(
-        self,
-        command_id: CommandId,
-        action: str | None,
-        ok: bool,
-        error: str | None,
-        tell: bool = True,
-    ) -> None:
-        """Queue a command's result (and a refusal as an event if ``tell``)."""
-        self._reply(result_payload(command_id, action, ok, error))
-        if not ok and tell:
-            self.output("event", refusal_event(command_id, action, error))
 
     def _reply(self, payload: dict[str, Any]) -> None:
         """The desk's answer to a command that came on ``cmd``."""

@@ -34,10 +34,12 @@ class History:
         self._entries: dict[str, tuple[tuple[int, int], dict[str, Any] | None]] = {}
         self._plots: OrderedDict[str, tuple[tuple[int, int], bytes]] = OrderedDict()
         self._drawing = asyncio.Lock()  # matplotlib's pyplot is one drawing at a time
+        self._listing = asyncio.Lock()  # one thread at a time keeps the cache
 
     async def sessions(self) -> list[dict[str, Any]]:
         """The newest sessions, newest first (unreadable logs left out)."""
-        return await asyncio.to_thread(self._sessions)
+        async with self._listing:
+            return await asyncio.to_thread(self._sessions)
 
     def _sessions(self) -> list[dict[str, Any]]:
         out = []

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
+from yarl import URL
 
 from retrotread.backoff import Backoff
 from retrotread.config import WebConfig
@@ -78,6 +79,21 @@ def topic_of(kind: str, payload: dict[str, Any]) -> str | None:
     if kind == "walker_current":
         return "walker"
     return None
+
+
+def same_origin(origin: str, host: str) -> bool:
+    """Whether a browser's ``Origin`` names the host and port the request was sent to.
+
+    The scheme is the origin's own (behind a proxy that ends TLS the daemon sees http).
+    """
+    try:
+        seen = URL(origin)
+        asked = URL(f"{seen.scheme}://{host}")
+    except ValueError:
+        return False
+    if seen.scheme not in ("http", "https") or not seen.host or seen.path not in ("", "/"):
+        return False
+    return (seen.host.lower(), seen.port) == ((asked.host or "").lower(), asked.port)
 
 
 def frame(topic: str, payload: Any) -> str:
@@ -302,7 +318,7 @@ class WebServer:
         if token is None or given is None or not token_matches(given, token):
             return self._refuse(request, "no valid token")
         origin = request.headers.get("Origin")
-        if origin is not None and origin.lower() != f"{request.scheme}://{request.host}".lower():
+        if origin is not None and not same_origin(origin, request.host):
             return self._refuse(request, "a page of another site (Origin)")
         return await handler(request)
 

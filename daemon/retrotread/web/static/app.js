@@ -330,8 +330,7 @@ function unlockSpeech() {
 document.addEventListener("DOMContentLoaded", () => {
   // STOP acts on the finger touching it, not on its lifting: one tap, no confirmation.
   page.stopTaps = [];
-  $("stop").addEventListener("pointerdown", (ev) => {
-    ev.preventDefault();
+  const stop = (ev) => {
     page.stopTaps.push(performance.timeOrigin + ev.timeStamp);
     if (!page.live) {
       say("NOT CONNECTED: use the treadmill's own stop button or its safety key.", "refused");
@@ -339,6 +338,14 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     $("stop").classList.add("sent");
     send({ action: "stop" });
+  };
+  $("stop").addEventListener("pointerdown", (ev) => {
+    ev.preventDefault();
+    stop(ev);
+  });
+  // A keyboard or switch user's Enter or Space: a click with no pointer behind it.
+  $("stop").addEventListener("click", (ev) => {
+    if (ev.detail === 0) stop(ev);
   });
   for (const b of document.querySelectorAll("[data-action]")) {
     b.addEventListener("click", () => send({ action: b.dataset.action }));
