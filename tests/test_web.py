@@ -132,7 +132,14 @@ async def test_every_request_without_the_token_is_refused(tmp_path: Path) -> Non
             assert resp.headers["Referrer-Policy"] == "no-referrer"
             assert resp.headers["Cache-Control"] == "no-store"
             assert "Set-Cookie" not in resp.headers
-        for name in ("app.js", "style.css", "manifest.webmanifest", "icon.svg"):
+        for name in (
+            "app.js",
+            "style.css",
+            "manifest.webmanifest",
+            "icon.svg",
+            "icon-192.png",
+            "icon-512.png",
+        ):
             async with http.get(r.base + name) as resp:
                 assert resp.status == 200, name
                 assert "Set-Cookie" not in resp.headers
@@ -140,6 +147,7 @@ async def test_every_request_without_the_token_is_refused(tmp_path: Path) -> Non
             manifest = await resp.json(content_type=None)
             assert manifest["start_url"] == "./"  # the token's address, kept when installed
             assert manifest["display"] == "standalone"
+            assert {"192x192", "512x512"} <= {i["sizes"] for i in manifest["icons"]}
         assert r.daemon.web.refused >= 12
 
 
@@ -165,7 +173,19 @@ async def test_the_token_is_never_logged(tmp_path: Path, caplog: pytest.LogCaptu
             assert (await page.command({"action": "pause"}))["ok"] is False
             await page.send(b"\xff\xfe")
             await until(lambda: len(page.on("cmd/result")) == 2)
-    text = "\n".join(rec.getMessage() for rec in caplog.records)
+        # Malformed requests, which aiohttp logs with their request line.
+        for raw in (
+            f"GET /t/{r.token}/\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+            f"GET /t/{r.token}/ HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n",
+            f"GET /t/{r.token}/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n",
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
+            writer.write(raw.encode())
+            assert (await reader.read(100)).startswith(b"HTTP/1.")
+            writer.close()
+            await writer.wait_closed()
+    assert any(rec.name.startswith("aiohttp") for rec in caplog.records)  # it did log them
+    text = caplog.text + "\n".join(rec.getMessage() for rec in caplog.records)
     assert "refused a request from 127.0.0.1: no valid token" in text
     assert r.token not in text
     assert wrong not in text

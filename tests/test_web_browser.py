@@ -75,6 +75,9 @@ def test_the_page_drives_a_session(browser: webdriver.Chrome, tmp_path: Path) ->
         assert text(d, "link-treadmill") == "treadmill: connected"
         assert not shown(d, "banner")  # nothing says "not connected" while it is
         assert shown(d, "stop") and text(d, "stop") == "STOP"
+        # Installable as an app (the manifest, its icons; 127.0.0.1 counts as secure).
+        assert d.execute_cdp_cmd("Page.getInstallabilityErrors", {}) == {"installabilityErrors": []}
+        assert d.execute_cdp_cmd("Page.getAppManifest", {})["errors"] == []
         snap(d, shots / "web-idle.png")
 
         # Start: the profile runs, and the treadmill gets FTMS Start (07).

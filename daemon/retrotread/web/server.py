@@ -45,6 +45,8 @@ STATIC = {
     "style.css": ("style.css", "text/css"),
     "manifest.webmanifest": ("manifest.webmanifest", "application/manifest+json"),
     "icon.svg": ("icon.svg", "image/svg+xml"),
+    "icon-192.png": ("icon-192.png", "image/png"),
+    "icon-512.png": ("icon-512.png", "image/png"),
 }
 HEADERS = {
     "Content-Security-Policy": (
@@ -58,6 +60,28 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 REFUSED = "refused: this address needs the token from 'retrotread web url'\n"
+
+
+AIOHTTP_LOGGERS = ("aiohttp.access", "aiohttp.server", "aiohttp.web", "aiohttp.websocket")
+
+
+class HideToken(logging.Filter):
+    """Takes the token out of aiohttp's own log records (a malformed request is logged with
+    its request line, and the token is in every path)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg = message.replace(self.token, "***")
+        record.args = None
+        if record.exc_text:
+            record.exc_text = record.exc_text.replace(self.token, "***")
+        return True
 
 
 class Site(Protocol):
@@ -211,6 +235,7 @@ class WebServer:
         self._token: str | None = None
         self._runner: web.AppRunner | None = None
         self._warned: set[str] = set()
+        self._filter: HideToken | None = None
         self._closing = False
 
     # ------------------------------------------------------------------ outputs
@@ -255,12 +280,13 @@ class WebServer:
 
     async def _start(self) -> None:
         self._token = await asyncio.to_thread(load_or_create_token, self.token_file)
+        self._hide(self._token)
         app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
         app.on_response_prepare.append(_secure_headers)
         app.router.add_get(PREFIX + "{token}/ws", self._websocket)
         app.router.add_get(PREFIX + "{token}/sessions", self._sessions)
         app.router.add_get(PREFIX + "{token}/sessions/{name}/plot.png", self._plot)
-        app.router.add_get(PREFIX + "{token}/{file:[a-z.]*}", self._static)
+        app.router.add_get(PREFIX + "{token}/{file:[a-z0-9.-]*}", self._static)
         # No access log: the token is part of every path.
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
@@ -277,6 +303,17 @@ class WebServer:
         self.status = f"listening on {self.host}:{self.bound_port}"
         log.info("web page: %s", self.status)
         self.listening.set()
+
+    def _hide(self, token: str | None) -> None:
+        """The token out of aiohttp's log records (None: the filter off again)."""
+        for name in AIOHTTP_LOGGERS:
+            logger = logging.getLogger(name)
+            if self._filter is not None:
+                logger.removeFilter(self._filter)
+        self._filter = HideToken(token) if token is not None else None
+        for name in AIOHTTP_LOGGERS:
+            if self._filter is not None:
+                logging.getLogger(name).addFilter(self._filter)
 
     async def _alive_loop(self) -> None:
         text = frame("alive", None)
@@ -304,6 +341,7 @@ class WebServer:
         self.listening.clear()
         if runner is not None:
             await runner.cleanup()
+        self._hide(None)
 
     # ------------------------------------------------------------------ requests
 

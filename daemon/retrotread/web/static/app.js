@@ -165,7 +165,7 @@ function renderState() {
     rec.textContent = "recording";
     rec.className = "pill ok";
   } else {
-    rec.textContent = "recording: –";
+    rec.textContent = "no session";
     rec.className = "pill";
   }
   const warnings = [];
@@ -190,6 +190,7 @@ function renderState() {
   // One thing at a time: the session's buttons during a session, the start panel between.
   $("controls").hidden = idle;
   $("start-panel").hidden = !idle;
+  document.body.classList.toggle("idle", idle); // between sessions, starting comes first
   $("start").disabled = !idle || !s.connected;
   $("start-today").disabled = !idle || !s.connected;
 }
@@ -254,6 +255,7 @@ function onWalker(w) {
     sel.appendChild(o);
   }
   sel.value = w.walker;
+  $("walker-choice").hidden = w.walkers.length < 2; // one walker: nobody to choose
   const t = w.today;
   $("today-info").textContent = t
     ? `Today: ${t.duration_min} min, ${t.backward_min} min backward at ${t.backward_speed_kmh} km/h`
