@@ -31,6 +31,16 @@ window.speechSynthesis.speak = (u) => { window.__spoken.push(u.text); };
 navigator.vibrate = (pattern) => { window.__vibrated.push(pattern); return true; };
 """
 
+# Records every text the page's message line shows (a later one may replace it at once).
+RECORD_MESSAGES = """
+window.__messages = [];
+new MutationObserver(() => {
+  window.__messages.push(document.getElementById("message").textContent);
+}).observe(document.getElementById("message"), {
+  childList: true, characterData: true, subtree: true,
+});
+"""
+
 
 @contextmanager
 def chromium() -> Iterator[webdriver.Chrome]:

@@ -14,9 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from retrotread.coach.walkers import WalkerConfig
 from retrotread.config import Config, load_config
 from retrotread.errors import ConfigError
 from retrotread.mqtt.commands import CommandError, parse_command
+from retrotread.session.log import read_session
 from retrotread.web.access import load_or_create_token, page_url, token_matches
 from retrotread.web.server import same_origin
 from tests.broker import Broker
@@ -224,6 +226,30 @@ async def test_the_page_runs_a_session_with_no_broker(tmp_path: Path) -> None:
         await until(lambda: page.on("state")[-1]["state"] == "stopped")
         finished = [e for e in page.on("event") if e["type"] == "session_finished"]
         assert finished[0]["outcome"] == "stopped"
+
+
+async def test_a_walker_is_chosen_and_starts_today_from_the_page(tmp_path: Path) -> None:
+    """What the page's walker box does: the walkers and today's session come with the
+    current walker's status; choosing one and starting today are the MQTT commands."""
+    walkers = (WalkerConfig(name="anna", plan="retro-start"), WalkerConfig(name="ben"))
+    async with web_rig(tmp_path, walkers=walkers) as r, Page(ws_url(r.base)) as page:
+        await until(lambda: bool(page.on("walker")), 15)
+        current = page.on("walker")[-1]
+        assert current["walker"] == "anna" and current["walkers"] == ["anna", "ben"]
+        assert current["plan"] == "retro-start" and current["today"]["backward_min"] > 0
+        assert (await page.command({"action": "walker", "walker": "ben"}))["ok"] is True
+        await until(lambda: page.on("walker")[-1]["walker"] == "ben")
+        assert page.on("walker")[-1]["today"]["backward_min"] > 0  # the plan's first level
+        refused = await page.command({"action": "start", "today": True, "walker": "carla"})
+        assert refused["ok"] is False and "carla" in refused["error"]
+        assert r.daemon.runner.session is None
+        res = await page.command({"action": "start", "today": True, "walker": "ben"})
+        assert res["ok"] is True, res
+        await until(lambda: r.daemon.runner.state_name() == "running")
+        assert (await page.command({"action": "stop"}))["ok"] is True
+        await until(lambda: r.daemon.runner.session is None)
+        header = read_session(r.daemon.runner.last_log).header  # type: ignore[arg-type]
+        assert header["walker"] == "ben" and header["plan"]["name"] == "retro-start"
 
 
 async def test_the_websocket_refuses_what_mqtt_refuses(tmp_path: Path) -> None:

@@ -22,8 +22,11 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
+from retrotread.coach.walkers import WalkerConfig
+from retrotread.session.log import read_session
 from tests.broker import free_port
 from tests.browserhelpers import (
+    RECORD_MESSAGES,
     RECORD_SPEECH_AND_VIBRATION,
     chromium,
     screenshot_dir,
@@ -64,6 +67,12 @@ def open_page(driver: webdriver.Chrome, url: str) -> None:
     driver.get(url)
     wait_for(driver, lambda: text(driver, "link-daemon") == "retrotread: connected")
     driver.execute_script(RECORD_SPEECH_AND_VIBRATION)
+    driver.execute_script(RECORD_MESSAGES)
+
+
+def messages(driver: webdriver.Chrome) -> list[str]:
+    """Every text the page's message line has shown since it was opened."""
+    return list(driver.execute_script("return window.__messages"))
 
 
 def test_the_page_drives_a_session(browser: webdriver.Chrome, tmp_path: Path) -> None:
@@ -140,10 +149,76 @@ def test_the_page_drives_a_session(browser: webdriver.Chrome, tmp_path: Path) ->
         snap(d, shots / "web-history.png")
 
 
+def test_a_walker_runs_today_with_the_session_buttons(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    """The walker box (who, today's session), then Pause, Resume, Skip and Finish, each
+    reaching the treadmill or the runner; refusals, the page's own and another's, shown."""
+    walkers = (WalkerConfig(name="anna", plan="retro-start"), WalkerConfig(name="ben"))
+    shots = screenshot_dir(tmp_path / "shots")
+    daemon = DaemonThread(tmp_path, speedup=4.0, walkers=walkers)
+    with daemon as rig:
+        d = browser
+        runner = rig.daemon.runner
+        open_page(d, rig.base)
+        wait_for(d, lambda: shown(d, "walker-box") and text(d, "today-info").startswith("Today:"))
+        assert shown(d, "walker-choice")  # two walkers: a choice
+        assert Select(d.find_element(By.ID, "walker")).first_selected_option.text == "anna"
+        Select(d.find_element(By.ID, "walker")).select_by_value("ben")
+        wait_for(d, lambda: rig.daemon.coaching.current == "ben")
+        wait_for(d, lambda: text(d, "message") == "Walker: done")
+        assert Select(d.find_element(By.ID, "walker")).first_selected_option.text == "ben"
+        snap(d, shots / "web-walker.png")
+
+        tap(d, d.find_element(By.ID, "start-today"))
+        wait_for(d, lambda: runner.state_name() == "running", 20)
+        wait_for(d, lambda: text(d, "state") == "running")
+        assert shown(d, "controls") and not shown(d, "start-panel")
+        assert text(d, "link-recording") == "recording"
+        first = runner.state()["phase_index"]
+
+        tap(d, d.find_element(By.ID, "pause"))
+        wait_for(d, lambda: runner.state_name() == "paused")
+        wait_for(d, lambda: text(d, "state") == "paused")
+        assert b"\x08\x02" in [w.data for w in rig.sim.accepted]  # FTMS Pause
+        # Resume, tapped twice at once: the first starts the belt, the second is refused
+        # (the belt is on its way, or already running) and the page says so.
+        d.execute_script("const b = document.getElementById('resume'); b.click(); b.click();")
+        wait_for(d, lambda: runner.state_name() == "running", 20)
+        wait_for(d, lambda: any(m.startswith("Resume refused: ") for m in messages(d)))
+        refusal = next(m for m in messages(d) if m.startswith("Resume refused: "))
+        assert refusal in (
+            "Resume refused: already starting: the belt is on its way",
+            "Resume refused: not paused: nothing to resume",
+        )
+        assert "Resume: done" in messages(d)
+
+        tap(d, d.find_element(By.ID, "skip"))
+        wait_for(d, lambda: runner.state()["phase_index"] == first + 1)
+        wait_for(d, lambda: "Skip: done" in messages(d))
+        phases = runner.session.engine.profile.phase  # type: ignore[union-attr]
+        if phases[first + 1].direction != phases[first].direction:  # skipped into a turn
+            wait_for(d, lambda: shown(d, "turn"), 20)
+            assert not d.find_element(By.ID, "finish").is_enabled()  # turn first, or STOP
+            tap(d, d.find_element(By.ID, "turn-resume"))
+            wait_for(d, lambda: runner.state_name() == "running", 20)
+            wait_for(d, lambda: not shown(d, "turn"))
+        tap(d, d.find_element(By.ID, "finish"))
+        wait_for(d, lambda: runner.state()["phase_index"] == len(phases) - 1)  # the cool-down
+        wait_for(d, lambda: "Finish: done" in messages(d))
+        assert runner.session is not None and runner.session.engine.finished_early
+
+        # Someone else's refusal (another phone, Home Assistant) is shown here too.
+        daemon.loop.call_soon_threadsafe(
+            rig.daemon.desk.submit, b'{"action": "dance", "id": "ha-1"}', lambda _r: None
+        )
+        wait_for(d, lambda: any("refused: unknown action 'dance'" in m for m in messages(d)))
+    header = read_session(runner.last_log).header  # type: ignore[arg-type]
+    assert header["walker"] == "ben" and header["plan"]["name"] == "retro-start"
+
+
 def _events(rig: object) -> list[dict[str, object]]:
     """The events the runner published (read from its session log: the page's source)."""
-    from retrotread.session.log import read_session
-
     runner = rig.daemon.runner  # type: ignore[attr-defined]
     return [
         {"type": r["event"], "message": r.get("message")}

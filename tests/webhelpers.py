@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from retrotread.clock import ScaledClock
+from retrotread.coach.walkers import WalkerConfig
 from retrotread.config import Config, MqttConfig, ProfilesConfig, SessionsConfig, WebConfig
 from retrotread.service.app import Daemon
 from retrotread.sim.inprocess import InProcessTransport
@@ -69,7 +70,13 @@ class WebRig:
         return sum(1 for w in self.sim.accepted if w.data == b"\x08\x01")
 
 
-def web_config(tmp_path: Path, *, mqtt_port: int | None = None, **web: Any) -> Config:
+def web_config(
+    tmp_path: Path,
+    *,
+    mqtt_port: int | None = None,
+    walkers: tuple[WalkerConfig, ...] = (),
+    **web: Any,
+) -> Config:
     profiles = tmp_path / "profiles"
     profiles.mkdir(exist_ok=True)
     (profiles / "turn-test.toml").write_text(TURN_PROFILE, encoding="utf-8")
@@ -82,6 +89,7 @@ def web_config(tmp_path: Path, *, mqtt_port: int | None = None, **web: Any) -> C
         mqtt=mqtt,
         sessions=SessionsConfig(dir=tmp_path / "sessions"),
         profiles=ProfilesConfig(dirs=[profiles]),
+        walker=list(walkers),
         web=WebConfig(
             listen=f"127.0.0.1:{free_port()}",
             token_file=tmp_path / "state" / "web-token",
@@ -92,10 +100,15 @@ def web_config(tmp_path: Path, *, mqtt_port: int | None = None, **web: Any) -> C
 
 @asynccontextmanager
 async def web_rig(
-    tmp_path: Path, *, speedup: float = 10.0, mqtt_port: int | None = None, **web: Any
+    tmp_path: Path,
+    *,
+    speedup: float = 10.0,
+    mqtt_port: int | None = None,
+    walkers: tuple[WalkerConfig, ...] = (),
+    **web: Any,
 ) -> AsyncIterator[WebRig]:
     """The daemon on the simulator, web page on a free port, MQTT only if asked."""
-    config = web_config(tmp_path, mqtt_port=mqtt_port, **web)
+    config = web_config(tmp_path, mqtt_port=mqtt_port, walkers=walkers, **web)
     sim = SimTreadmill(SimConfig(pre_workout_s=0.5, accel_kmh_per_s=3.0))
     daemon = Daemon(config, InProcessTransport(sim), ScaledClock(speedup), sim=sim)
     assert daemon.web is not None
