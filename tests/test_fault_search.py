@@ -26,8 +26,10 @@ __all__ = ["private_bus"]
 FOUND = [105, 112, 124, 125, 129, 137, 306, 367, 464, 476, 483, 505, 517, 529, 633, 820]
 FOUND += [828, 832, 888, 927, 986, 1103, 1156, 1301, 1342, 1423, 1550, 1683, 2016, 2018]
 FOUND += [2138, 2466, 2888, 2991, 3723, 3743, 100662, 100872, 101377, 101581]
-FOUND += [300174, 301744]  # 300174: the checker's own (a write answering the last of five
-# commands at one instant)
+# From the soak of 4,000: 301744 and 302951 found runner bugs; 300174, 302974 and 303018
+# the checker's own (a write answering the last of several commands at one instant; a
+# console stop undone at the console while the link was down).
+FOUND += [300174, 301744, 302951, 302974, 303018]
 FRESH = random.Random().sample(range(10_000, 10_000_000), 8)
 
 
@@ -95,3 +97,28 @@ def test_the_checker_lets_a_write_answer_any_command_of_its_instant() -> None:
 
     assert judged(["pause", "resume", "set", "resume", "start"]) == []
     assert judged(["pause", "resume", "set", "resume"]) == ["after_stop"]
+
+
+@pytest.mark.parametrize(("console_start_at", "expected"), [(15.0, []), (22.0, ["after"])])
+def test_a_console_stop_undone_while_the_link_was_down_is_no_stop_to_know(
+    console_start_at: float, expected: list[str]
+) -> None:
+    """Stopped at the console while the link was down (its status never delivered), and
+    started again there before the link came back at 20 s: a client finds the walker's
+    running belt and can know of no stop. Started again only after the link was back, the
+    stop was there to be known, and is final (seeds 302974, 303018)."""
+    rules = Rules(3.0, 10.0, 0.1, 0.5, 1.0, 0.1)
+    journal = Journal()
+    journal.command(1.0, "start")
+    journal.link_lost(5.0)
+    journal.at_console(10.0, "stop", 0.0, 2.0)
+    journal.at_console(console_start_at, "start")
+    journal.link_ups = [20.0]
+    journal.command(24.0, "resume")
+    writes = [
+        AcceptedWrite(1.35, bytes.fromhex("020a00"), "idle", 0.0, 0.0, 0.0),
+        AcceptedWrite(1.62, b"\x07", "idle", 0.1, 0.0, 0.0),
+        AcceptedWrite(25.0, bytes.fromhex("020a00"), "paused", 0.0, 0.0, 0.0),
+    ]
+    found = [v for v in check(rules, writes, journal, 40.0) if v.rule == "treadmill_stop_final"]
+    assert ["after" for _ in found] == expected

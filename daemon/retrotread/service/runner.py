@@ -1134,7 +1134,11 @@ class SessionRunner:
         if self.stop_latched:
             self._submit_stop(now)  # the one thing carried across a disconnect
         elif s is not None and s.alive:
-            # SPEC.md §2: on reconnect the belt is paused; only `resume` moves it again.
+            # SPEC.md §2: on reconnect the belt is paused; only `resume` moves it again. The
+            # session too, whatever came in since the loss (a console start's status that
+            # was already on its way resumed it): no restart of our own after this pause.
+            s.resume_requested = False
+            s.engine.pause(now)
             self._submit_pause(now, "reconnect")
             self.event(
                 "link_restored",

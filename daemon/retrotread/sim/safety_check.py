@@ -14,7 +14,8 @@ Rules checked (names are what a violation reports):
 - ``after_stop``: after a Stop reached the treadmill, no setpoint and no Start until a
   person sends ``start`` again.
 - ``treadmill_stop_final``: after the treadmill's own stop (console stop, safety key,
-  control taken back), no setpoint and no Start until a person sends ``start`` again.
+  control taken back), no setpoint and no Start until a person sends ``start`` again. A
+  stop the walker undid at the console before a client could know of it is no stop to it.
 - ``no_restart_without_resume``: no Start after a link loss, a pause, or the treadmill's
   own pause, unless a person sent ``start`` or ``resume`` since.
 
@@ -306,10 +307,15 @@ def _after_events(
     starts = [t for t, a in journal.commands if a == "start"]
     # (from when it binds, from when a start command lifts it, rule, what)
     blocks = [(w.t, w.t, "after_stop", "the stop") for w in writes if w.data[:2] == b"\x08\x01"]
+    console_starts = [c.t for c in console if c.action == "start"]
     blocks += [
         (c.known, c.t, "treadmill_stop_final", f"the treadmill's own {c.action}")
         for c in console
         if c.action in ("stop", "safety_key", "revoke")
+        # A stop the walker undid at the console (started the belt again) before any client
+        # could know of it (the link was down) left no trace to know it by: the belt a
+        # client finds is the walker's running one.
+        and not (c.action != "revoke" and any(c.t < t <= c.known for t in console_starts))
     ]
     for w in writes:
         if not _is_start_or_setpoint(w):
