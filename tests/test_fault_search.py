@@ -26,10 +26,11 @@ __all__ = ["private_bus"]
 FOUND = [105, 112, 124, 125, 129, 137, 306, 367, 464, 476, 483, 505, 517, 529, 633, 820]
 FOUND += [828, 832, 888, 927, 986, 1103, 1156, 1301, 1342, 1423, 1550, 1683, 2016, 2018]
 FOUND += [2138, 2466, 2888, 2991, 3723, 3743, 100662, 100872, 101377, 101581]
-# From the soak of 4,000: 301744 and 302951 found runner bugs; 300174, 302974 and 303018
-# the checker's own (a write answering the last of several commands at one instant; a
-# console stop undone at the console while the link was down).
-FOUND += [300174, 301744, 302951, 302974, 303018]
+# From the soak of 4,000: 301744, 302951 and 303508 found runner bugs; 300174, 302974,
+# 303018 and 303316 the checker's own (a write answering the last of several commands at
+# one instant; a console stop undone at the console while the link was down; a belt the
+# walker started with no target, running at the bottom of its range).
+FOUND += [300174, 301744, 302951, 302974, 303018, 303316, 303508]
 FRESH = random.Random().sample(range(10_000, 10_000_000), 8)
 
 
@@ -122,3 +123,19 @@ def test_a_console_stop_undone_while_the_link_was_down_is_no_stop_to_know(
     ]
     found = [v for v in check(rules, writes, journal, 40.0) if v.rule == "treadmill_stop_final"]
     assert ["after" for _ in found] == expected
+
+
+@pytest.mark.parametrize(("kmh", "expected"), [(0.7, []), (0.9, ["step"])])
+def test_a_belt_started_at_the_console_with_no_target_steps_from_where_it_runs(
+    kmh: float, expected: list[str]
+) -> None:
+    """Started at the console, the belt runs at the bottom of its range (0.5) with a target
+    of 0: one step up from there is a step, not a restart from rest (seed 303316)."""
+    rules = Rules(5.0, 10.0, 0.2, 0.5, 2.0, 0.5)
+    journal = Journal()
+    journal.command(0.2, "start")
+    journal.at_console(0.3, "start")
+    journal.statuses = [(0.31, b"\x04")]
+    raw = round(kmh * 100).to_bytes(2, "little")
+    writes = [AcceptedWrite(14.78, b"\x02" + raw, "running", 0.0, 0.0, 0.5)]
+    assert [v.rule for v in check(rules, writes, journal, 20.0)] == expected

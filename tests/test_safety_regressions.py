@@ -401,3 +401,35 @@ async def test_a_console_pause_just_after_a_pause_never_sent_is_the_walkers(
         assert ops(after(r, n)) == []  # nothing set on the paused belt
         assert r.runner.state_name() == "paused"
         assert_safe(r, journal)
+
+
+async def test_a_console_pause_just_after_our_start_is_the_walkers_not_an_old_echo(
+    tmp_path: Path,
+) -> None:
+    """Back after a link loss, our pause finds the belt paused already (no echo of it comes);
+    the walker resumes, and pauses at the console a moment after our Start: that pause is
+    theirs (an older request's echo cannot come after a newer one's answer), so nothing is
+    set on the paused belt (seed 303508)."""
+    async with run_rig(tmp_path) as r:
+        journal = Journal()
+        await running_at(r, 2.0, journal)
+        journal.command(r.clock.monotonic(), "pause")
+        await r.call(r.runner.pause())
+        await r.until(lambda: r.sim.state == "paused", 10)
+        journal.link_lost(r.clock.monotonic())
+        r.sim.drop_link("dropped by the test")
+        await r.until(lambda: r.sim.writes.count(b"\x08\x02") == 2, 30, step=0.01)
+        t_pause = r.clock.monotonic()  # our reconnect pause, on a paused belt
+        await r.until(lambda: r.runner.state_name() == "paused", 10, step=0.01)
+        journal.command(r.clock.monotonic(), "resume")
+        await r.call(r.runner.resume())
+        await r.until(lambda: r.sim.state in ("running", "pre_workout"), 10, step=0.01)
+        assert r.clock.monotonic() - t_pause < 2.0  # within the echo window of that pause
+        journal.at_console(r.clock.monotonic(), "pause", 0.0, r.sim.target_speed_kmh)
+        r.sim.pause_at_console()
+        n = len(r.sim.accepted)
+        await r.clock.advance(30)
+        assert r.sim.state == "paused" and r.sim.speed_kmh == 0.0
+        assert ops(after(r, n)) == []  # nothing set on the paused belt
+        assert r.runner.state_name() == "paused"
+        assert_safe(r, journal)

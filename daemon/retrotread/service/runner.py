@@ -909,14 +909,15 @@ class SessionRunner:
         if done.epoch != self._epoch:
             return  # from a link that has since dropped: the link-loss path handled it
         kind = {"start": "start", "pause": "pause", "stop": "stop"}.get(done.job)
-        if kind is not None and kind in self._control_echo:
-            if isinstance(done.error, Superseded):
-                # Never on the wire: no echo of it will come, and the walker's own pause
-                # (stop, start) at the console in the next moments is theirs, not ours.
-                del self._control_echo[kind]
-            else:
-                # Its echo may still come (FTMS.md §8.3 rule 8: either order), for a little
-                # while; one that came already is not waited for again.
+        if kind is not None and isinstance(done.error, Superseded):
+            # Never on the wire: no echo of it will come, and the walker's own pause
+            # (stop, start) at the console in the next moments is theirs, not ours.
+            self._control_echo.pop(kind, None)
+        elif kind is not None:
+            self._older_echoes_void(kind)
+            if kind in self._control_echo:
+                # Its own echo may still come (FTMS.md §8.3 rule 8: either order), for a
+                # little while; one that came already is not waited for again.
                 self._control_echo[kind] = now + ECHO_WINDOW_S
         if done.quantity is not None:
             self._outstanding[done.quantity] = False
@@ -1355,8 +1356,18 @@ class SessionRunner:
         until = self._control_echo.get(kind)
         if until is not None and now <= until:
             del self._control_echo[kind]
+            self._older_echoes_void(kind)
             return True
         return False
+
+    def _older_echoes_void(self, kind: str) -> None:
+        """The treadmill acts on requests in order and one link delivers in order: once a
+        request of ``kind`` is answered or echoed, the echo of any request answered before it
+        came already, if at all. A status like it now is the walker's (e.g. their pause a
+        moment after our Start, on a belt our own pause had found paused: no echo of that)."""
+        for other, until in list(self._control_echo.items()):
+            if other != kind and until != math.inf:
+                del self._control_echo[other]
 
     def _stopped_at_treadmill(self, now: float, reason: str, message: str) -> None:
         """The treadmill's own stop is final: no write after it, not even a stop."""

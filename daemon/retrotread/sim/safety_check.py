@@ -259,6 +259,10 @@ def _context(w: AcceptedWrite, q: str, walker: ConsoleAction | None) -> tuple[bo
     if q == "incline":
         return False, walker.before if walker is not None else w.target_incline_pct
     if walker is None:
+        if w.belt == "running" and w.speed_kmh > 0 and w.target_speed_kmh <= 0:
+            # Running with no target (started at the console): a belt never runs below the
+            # bottom of its range (FTMS.md §12), so that is the speed it holds.
+            return False, w.speed_kmh
         at_rest = w.belt in ("idle", "stopped", "paused") or w.target_speed_kmh <= 0
         return at_rest, w.target_speed_kmh
     if walker.action == "start":
