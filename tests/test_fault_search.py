@@ -26,11 +26,11 @@ __all__ = ["private_bus"]
 FOUND = [105, 112, 124, 125, 129, 137, 306, 367, 464, 476, 483, 505, 517, 529, 633, 820]
 FOUND += [828, 832, 888, 927, 986, 1103, 1156, 1301, 1342, 1423, 1550, 1683, 2016, 2018]
 FOUND += [2138, 2466, 2888, 2991, 3723, 3743, 100662, 100872, 101377, 101581]
-# From the soak of 4,000: 301744, 302951 and 303508 found runner bugs; 300174, 302974,
+# From the soak of 4,000: 301744, 302951, 303508 and 303946 found runner bugs; 300174, 302974,
 # 303018 and 303316 the checker's own (a write answering the last of several commands at
 # one instant; a console stop undone at the console while the link was down; a belt the
 # walker started with no target, running at the bottom of its range).
-FOUND += [300174, 301744, 302951, 302974, 303018, 303316, 303508]
+FOUND += [300174, 301744, 302951, 302974, 303018, 303316, 303508, 303946]
 FRESH = random.Random().sample(range(10_000, 10_000_000), 8)
 
 

@@ -74,8 +74,11 @@ QUANTITIES: tuple[Quantity, ...] = ("speed", "incline")
 NOT_REACHABLE = (
     "treadmill not reachable: use its stop button; retrotread will stop it as soon as it is back"
 )
-ECHO_WINDOW_S = 2.0
-"""How long after its acknowledgement a status carrying our value counts as our echo."""
+ECHO_WINDOW_S = 0.5
+"""How long after its acknowledgement a status carrying our value counts as our echo. Real
+treadmills send it within 0.1-0.3 s of the write, mostly before the answer (FTMS.md §8.3
+rule 8); a longer window would take the walker's own pause just after for ours. A late echo
+taken for the walker's is the safe mistake (a pause, a stop, a phase left to the walker)."""
 STOP_RETRY_S = 2.0
 """A stop the treadmill refused is sent again this often while the link is up."""
 CLOSE_WAIT_S = 5.0
