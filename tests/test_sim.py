@@ -69,7 +69,24 @@ def test_ten_minute_ramp_in_well_under_a_second() -> None:
     assert c.sim.now >= 600
     assert (c.speed(), c.incline()) == (5.0, 10.0)
     assert len(c.of("2acd")) >= 600 * 4 - 10  # 4 Hz of Treadmill Data all along
-    assert elapsed < 5.0  # generous: the point is minutes in milliseconds, not a timing test
+
+
+def test_energy_counts_during_a_workout_only() -> None:
+    idle = Central(SimTreadmill())
+    idle.sim.advance_to(3600.0)  # on all night, nobody on it
+    last = decode_treadmill_data(idle.of("2acd")[-1])
+    assert (last.energy_kcal, last.energy_per_hour_kcal) == (0, 0)
+    c = started()
+    assert c.write(cp.set_target_speed(3.0)) == cp.ResultCode.SUCCESS
+    c.sim.advance_to(c.sim.now + 600)
+    walked = decode_treadmill_data(c.of("2acd")[-1])
+    assert walked.energy_kcal is not None and 20 <= walked.energy_kcal <= 60
+    assert c.write(cp.stop()) == cp.ResultCode.SUCCESS
+    c.sim.advance_to(c.sim.now + 600)
+    after = decode_treadmill_data(c.of("2acd")[-1])
+    assert after.energy_kcal is not None
+    assert walked.energy_kcal <= after.energy_kcal <= walked.energy_kcal + 1  # kept, not grown
+    assert after.energy_per_hour_kcal == 0
 
 
 def test_control_point_rules() -> None:

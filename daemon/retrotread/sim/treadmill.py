@@ -610,7 +610,9 @@ class SimTreadmill:
             if self.speed_kmh > 0
             else 3.5
         )
-        self._kcal_per_min = vo2 * 75 / 1000 * 5
+        # Counted during a workout only, as consoles do: a treadmill left on overnight
+        # with nobody on it burns nothing.
+        self._kcal_per_min = vo2 * 75 / 1000 * 5 if self.state == "running" else 0.0
         self.energy_kcal += self._kcal_per_min * dt / 60
         self.walker.step(dt, self.speed_kmh, self.incline_pct)
         self.steps += self.speed_kmh / 3.6 / 0.6 * dt
