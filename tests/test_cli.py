@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from retrotread.session.log import read_session
-from tests.clihelpers import ROOT, one_line_error
+from tests.clihelpers import RETROTREAD, ROOT, one_line_error
 from tests.clihelpers import run_cli as cli
 
 
@@ -138,3 +141,20 @@ def test_decode_golden() -> None:
         60,
         "400000",
     )
+
+
+def test_output_read_by_a_reader_that_stops_is_no_error() -> None:
+    """``retrotread profiles list | head -0``: the reader is gone before the first line; the
+    command ends quietly (as a process ended by SIGPIPE), with nothing on stderr."""
+    exe = [str(RETROTREAD)] if RETROTREAD.exists() else [sys.executable, "-m", "retrotread.cli"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETROTREAD_")}
+    read, write = os.pipe()
+    os.close(read)  # nobody will read
+    try:
+        p = subprocess.run(
+            [*exe, "profiles", "list"], stdout=write, stderr=subprocess.PIPE, env=env, timeout=60
+        )
+    finally:
+        os.close(write)
+    assert p.stderr.decode() == ""
+    assert p.returncode == 141

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -78,6 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RetrotreadError as exc:
         print(f"retrotread: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Read by something that stopped reading (``| head``): not an error of ours. Later
+        # writes (the interpreter's own flush at exit) go nowhere instead of failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a process ended by SIGPIPE
     except OSError as exc:
         # A file or socket the user pointed at (permissions, a full disk, a missing device).
         print(f"retrotread: error: {_os_error(exc)}", file=sys.stderr)
