@@ -31,6 +31,7 @@ FOUND += [2138, 2466, 2888, 2991, 3723, 3743, 100662, 100872, 101377, 101581]
 # one instant; a console stop undone at the console while the link was down; a belt the
 # walker started with no target, running at the bottom of its range).
 FOUND += [300174, 301744, 302951, 302974, 303018, 303316, 303508, 303946]
+FOUND += [310365]  # the checker's: a write refused for want of control, then sent again
 FRESH = random.Random().sample(range(10_000, 10_000_000), 8)
 
 
@@ -139,3 +140,21 @@ def test_a_belt_started_at_the_console_with_no_target_steps_from_where_it_runs(
     raw = round(kmh * 100).to_bytes(2, "little")
     writes = [AcceptedWrite(14.78, b"\x02" + raw, "running", 0.0, 0.0, 0.5)]
     assert [v.rule for v in check(rules, writes, journal, 20.0)] == expected
+
+
+@pytest.mark.parametrize(("first_result", "expected"), [(0x05, []), (0x01, ["interval"])])
+def test_a_write_refused_for_want_of_control_sets_no_interval(
+    first_result: int, expected: list[str]
+) -> None:
+    """Refused with Control Not Permitted, a speed write changed nothing: sent again 0.35 s
+    later once control is back, it is the first that counts. Two that both took effect
+    0.35 s apart break the interval (seed 310365)."""
+    rules = Rules(3.0, 4.0, 0.1, 1.0, 1.0, 1.0)
+    journal = Journal()
+    journal.command(132.5, "start")
+    writes = [
+        AcceptedWrite(132.575, bytes.fromhex("026400"), "paused", 1.0, 0.0, 0.0, first_result),
+        AcceptedWrite(132.825, b"\x00", "paused", 1.0, 0.0, 0.0, 0x01),
+        AcceptedWrite(132.925, bytes.fromhex("026400"), "paused", 1.0, 0.0, 0.0, 0x01),
+    ]
+    assert [v.rule for v in check(rules, writes, journal, 140.0)] == expected

@@ -66,6 +66,7 @@ _ORDER_S = 1e-9
 at that instant may answer any of them: a command counts for a write up to ``EPS`` after
 it (room for a thousand commands at one instant)."""
 KNOW_S = 0.3
+REFUSED_CONTROL = 0x05  # Result Code "Control Not Permitted"
 SETPOINT_OPS = {0x02: "speed", 0x03: "incline"}
 STATUS_OF = {
     "stop": b"\x02\x01",
@@ -247,7 +248,10 @@ def _setpoints(
             out.append(
                 Violation(w.t, "interval", f"{q} written {w.t - last[q]:.3f} s after the last")
             )
-        last[q] = w.t
+        if w.result != REFUSED_CONTROL:
+            # A write refused for want of control changed nothing: the same value again
+            # once control is back is the first that counts (timed from there).
+            last[q] = w.t
     return out
 
 

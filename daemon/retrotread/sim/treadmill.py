@@ -9,6 +9,7 @@ the async driver that does so on an injected clock, so tests compress time at wi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import itertools
 import math
@@ -121,6 +122,8 @@ class AcceptedWrite:
     target_speed_kmh: float
     target_incline_pct: float
     speed_kmh: float
+    result: int | None = None
+    """Its Result Code (None: not answered, e.g. a reply dropped by a fault knob)."""
 
 
 @dataclass(order=True)
@@ -287,7 +290,8 @@ class SimTreadmill:
             )
         )
         self.procedure_pending = True
-        self._handle_control(bytes(data))
+        result = self._handle_control(bytes(data))
+        self.accepted[-1] = dataclasses.replace(self.accepted[-1], result=result)
 
     def subscribe(self, uuid: str, mode: Subscription) -> None:
         self._require_connected()
@@ -486,16 +490,19 @@ class SimTreadmill:
             ends_procedure=True,
         )
 
-    def _handle_control(self, data: bytes) -> None:
+    def _handle_control(self, data: bytes) -> int:
+        """Carry out one write; its Result Code."""
         try:
             req = cp.decode_control_request(data)
         except UnsupportedOpCode as exc:
             self._respond(exc.op_code, cp.ResultCode.OP_CODE_NOT_SUPPORTED)
-            return
+            return cp.ResultCode.OP_CODE_NOT_SUPPORTED
         except DecodeError:
             self._respond(data[0], cp.ResultCode.INVALID_PARAMETER)
-            return
-        self._respond(req.op, self._execute(req))
+            return cp.ResultCode.INVALID_PARAMETER
+        result = self._execute(req)
+        self._respond(req.op, result)
+        return result
 
     def _execute(self, req: cp.ControlRequest) -> int:
         op = req.op
