@@ -69,6 +69,15 @@ async def running_at(r: RunRig, kmh: float, journal: Journal) -> None:
     await r.until(lambda: r.sim.speed_kmh >= kmh - 1e-6, 120)
 
 
+async def out_of_reach(r: RunRig, journal: Journal) -> float:
+    """The treadmill goes out of reach; when, once the runner has noticed."""
+    t_out = r.clock.monotonic()
+    journal.link_lost(t_out)
+    r.sim.go_out_of_reach()
+    await r.until(lambda: bool(r.events("link_lost")), 10)
+    return t_out
+
+
 # 1 ------------------------------------------------------------------------------------
 
 
@@ -158,10 +167,7 @@ async def test_3_stop_while_disconnected_is_latched_and_honest(tmp_path: Path) -
     async with run_rig(tmp_path) as r:
         journal = Journal()
         await running_at(r, 2.0, journal)
-        t_out = r.clock.monotonic()
-        journal.link_lost(t_out)
-        r.sim.go_out_of_reach()
-        await r.until(lambda: bool(r.events("link_lost")), 10)
+        t_out = await out_of_reach(r, journal)
         journal.command(r.clock.monotonic(), "stop")
         with pytest.raises(RunnerError, match="not reachable: use its stop button"):
             await r.call(r.runner.stop())
@@ -377,10 +383,7 @@ async def test_a_console_pause_just_after_a_pause_never_sent_is_the_walkers(
     async with run_rig(tmp_path) as r:
         journal = Journal()
         await running_at(r, 2.0, journal)
-        t_out = r.clock.monotonic()
-        journal.link_lost(t_out)
-        r.sim.go_out_of_reach()
-        await r.until(lambda: bool(r.events("link_lost")), 10)
+        t_out = await out_of_reach(r, journal)
         journal.at_console(r.clock.monotonic(), "stop", 0.0, r.sim.target_speed_kmh)
         r.sim.stop_at_console()
         await r.clock.advance(5)
