@@ -329,6 +329,20 @@ def test_turn_countdown_starts_the_next_phase_by_itself() -> None:
     assert [c for c in changes(series, "speed") if c[0] >= 60][:2] == [(60.0, None), (70.0, 0.5)]
 
 
+def test_a_countdown_announced_again_counts_from_its_new_cue() -> None:
+    three = prof(*TURN.phase, ph("cool", 1.0, 60, 20, cue="Cool down."))
+    e = engine(three, turn_countdown_s=10)
+    ticks(e, 0, 64.5)  # the turn to the rear began at 60: "Starting again in 10 seconds"
+    e.finish(65.0)  # to the cool-down, announced at 65: again "in 10 seconds"
+    series = ticks(e, 65, 100)
+    (t_cue, cue), *_ = events(series, "turn_required")
+    assert (t_cue, cue.data["phase"]) == (65.0, "cool")
+    assert "Starting again in 10 seconds" in cue.message
+    states = {t: s.state for t, s in series}
+    assert states[74.5] == "turning"  # not at 70, five seconds after this cue
+    assert states[75.0] == "finishing"
+
+
 def test_turn_speed_slows_in_steps_and_restarts_from_it() -> None:
     e = engine(TURN, turn_speed_kmh=0.8)
     series = ticks(e, 0, 100)

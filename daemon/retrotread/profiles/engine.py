@@ -396,7 +396,10 @@ class Engine:
             if new.direction != self._facing:
                 self._emit_turn("Send resume when you are ready.")
         elif self.state == "turning":
-            # Still waiting at a turn (the belt paused or slow): the cue is for this phase.
+            # Still waiting at a turn (the belt paused or slow): the cue is for this phase,
+            # and a countdown it announces counts from now, never from the last cue.
+            if self._turn_deadline is not None and self.turn_countdown_s is not None:
+                self._turn_deadline = t + self.turn_countdown_s
             self._emit_turn(self._turn_wait_text())
         elif new.direction != self._facing:
             self._begin_turn(t)
