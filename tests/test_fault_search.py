@@ -32,6 +32,7 @@ FOUND += [2138, 2466, 2888, 2991, 3723, 3743, 100662, 100872, 101377, 101581]
 # walker started with no target, running at the bottom of its range).
 FOUND += [300174, 301744, 302951, 302974, 303018, 303316, 303508, 303946]
 FOUND += [310365]  # the checker's: a write refused for want of control, then sent again
+FOUND += [311534]  # a person's stop dropped with the queue by the walker's console start
 FRESH = random.Random().sample(range(10_000, 10_000_000), 8)
 
 

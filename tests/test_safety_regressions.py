@@ -436,3 +436,35 @@ async def test_a_console_pause_just_after_our_start_is_the_walkers_not_an_old_ec
         assert ops(after(r, n)) == []  # nothing set on the paused belt
         assert r.runner.state_name() == "paused"
         assert_safe(r, journal)
+
+
+async def test_a_stop_sent_as_the_walker_starts_at_the_console_still_stops_the_belt(
+    tmp_path: Path,
+) -> None:
+    """The walker starts the belt at the console and a person sends stop a moment later,
+    while the control point must ask for control first: the console start's status cancels
+    what waits there, but a person's stop is latched and goes out again at once (seed
+    311534)."""
+    config = SimConfig(pre_workout_s=0.0, lenient=False)
+    async with run_rig(tmp_path, config=config) as r:
+        journal = Journal()
+        await running_at(r, 2.0, journal)
+        journal.at_console(r.clock.monotonic(), "stop", 0.0, r.sim.target_speed_kmh)
+        r.sim.stop_at_console()
+        await r.until(lambda: r.runner.session is None and r.sim.speed_kmh == 0.0, 30)
+        journal.at_console(r.clock.monotonic(), "revoke")
+        r.sim.revoke_control()  # the next request asks for control first
+        await r.clock.advance(10)
+        r.sim.faults.control_reply_delay_s = 0.2
+        n = len(r.sim.accepted)
+        journal.at_console(r.clock.monotonic(), "start")
+        r.sim.start_at_console()
+        await r.clock.advance(0.001)
+        journal.command(r.clock.monotonic(), "stop")
+        stop = asyncio.ensure_future(r.runner.stop())
+        await r.clock.advance(20)
+        assert stop.done()
+        assert b"\x08\x01" in [w.data for w in after(r, n)]
+        assert r.sim.state == "stopped" and r.sim.speed_kmh == 0.0
+        assert r.runner.state()["stop_pending"] is False
+        assert_safe(r, journal)

@@ -1029,6 +1029,11 @@ class SessionRunner:
             # 0x04: stop while stopped: the treadmill says the belt is at rest.
             self._stop_confirmed(now)
             return
+        if isinstance(done.error, Superseded) and self.stop_latched and self.treadmill.is_connected:
+            # Dropped before the wire by our own bookkeeping (the walker's start or pause at
+            # the console cancels what waits): a person's stop still goes out, at once.
+            self._submit_stop(now)
+            return
         if not self.treadmill.is_connected or (
             done.error is not None and self._refused(done) is None
         ):
