@@ -465,6 +465,11 @@ class SessionRunner:
         if self._inbox:
             return self._inbox.popleft()
         self._wake.clear()
+        if self.session is None and not self.stop_latched:
+            # Then nothing in _advance moves with time, and only a message (a start, a
+            # stop, the link) can change that: no tick, the daemon's idle hours sleep.
+            await self._wake.wait()
+            return self._inbox.popleft() if self._inbox else None
         sleeper = asyncio.ensure_future(self.clock.sleep(self.tick_s))
         waker = asyncio.ensure_future(self._wake.wait())
         try:
