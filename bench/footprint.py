@@ -94,7 +94,9 @@ class Case:
     us_per_sample: list[float] = field(default_factory=list)
 
 
-async def measure(daemon: DaemonProcess, name: str, tag: str, seconds: float) -> Case:
+async def measure(
+    daemon: DaemonProcess, name: str, tag: str, seconds: float, *, session: bool = False
+) -> Case:
     case = Case(name, tag)
     rows, start, end = await windows(daemon, seconds, WINDOW_S)
     telemetry = f"{daemon.base}/telemetry"
@@ -104,7 +106,7 @@ async def measure(daemon: DaemonProcess, name: str, tag: str, seconds: float) ->
         case.cpu_pct.append(cpu / wall * 100)
         case.rss_mib.append(daemon.rss_mib())
         samples = daemon.count(t_prev, t, telemetry)
-        if samples:
+        if session and samples:  # outside a session most samples are held back
             case.us_per_sample.append(cpu / samples * 1e6)
         t_prev = t
     hours = (end - start) / 3600
@@ -129,7 +131,9 @@ async def run(idle_s: float, session_s: float, neighbours: int, tmp: Path) -> li
 
         sent = await daemon.command(b'{"action": "start", "profile": "build-up"}')
         await daemon.wait_for("telemetry", moving, sent)
-        cases.append(await measure(daemon, "session, 4 Hz telemetry", "session", session_s))
+        cases.append(
+            await measure(daemon, "session, 4 Hz telemetry", "session", session_s, session=True)
+        )
         sent = await daemon.command(b'{"action": "stop"}')
         await daemon.wait_for("state", lambda p: json.loads(p)["session_id"] is None, sent)
 

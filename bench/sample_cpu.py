@@ -69,6 +69,10 @@ STAGES: list[tuple[str, list[tuple[str, str]]]] = [
         [("retrotread/service/runner.py", "_advance")],
     ),
     ("runner: its loop (wake-up, dispatch)", [("retrotread/service/runner.py", "")]),
+    (
+        "clock sleeps begun, cancelled (runner tick, watchdog)",
+        [("retrotread/clock.py", "sleep")],
+    ),
     ("other retrotread", [("/retrotread/", "")]),
     ("event loop (asyncio: callbacks, tasks, timers)", [("/asyncio/", ""), ("selectors.py", "")]),
 ]
