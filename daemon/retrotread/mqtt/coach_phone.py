@@ -24,6 +24,7 @@ class CoachPhone:
         self.base = mqtt.effective_base_topic
         self.results: dict[str, dict[str, Any]] = {}
         self.walkers: dict[str, dict[str, Any]] = {}
+        self.walker_updates: dict[str, int] = {}  # statuses heard per walker
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
@@ -62,7 +63,9 @@ class CoachPhone:
                     if topic.endswith("/cmd/result") and isinstance(payload.get("id"), str):
                         self.results[payload["id"]] = payload
                     elif topic.startswith(f"{self.base}/walker/"):
-                        self.walkers[topic.rsplit("/", 1)[1]] = payload
+                        name = topic.rsplit("/", 1)[1]
+                        self.walkers[name] = payload
+                        self.walker_updates[name] = self.walker_updates.get(name, 0) + 1
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"MQTT broker {m.host}:{m.port}: {exc}") from None
 

@@ -158,15 +158,33 @@ async def walk_weeks(
             ),
             4 * 3600,
         )
-        await command(
+        heard = phone.walker_updates.get(walker, 0)
+        told = await command(
             {"action": "feedback", "walker": walker, "rating": ep.rating, "pain": ep.pain}
         )
+        if told.get("ok"):
+            # The status is worked out off the event loop and comes after the answer.
+            await driver.until(_took_in(phone, walker, heard, ep), 600, step=0.05)
         status = phone.walkers.get(walker, {})
         log_path = runner.last_log
         line = _line(log_path, ep, status)
         say(line)
         done.append({"log": log_path, "status": status})
     return done
+
+
+def _took_in(phone: Any, walker: str, heard: int, ep: Episode) -> Callable[[], bool]:
+    """True once a status newer than the ``heard``-th carries this session's feedback."""
+
+    def check() -> bool:
+        status = phone.walkers.get(walker, {})
+        return bool(
+            phone.walker_updates.get(walker, 0) > heard
+            and status.get("last_rating") == ep.rating
+            and status.get("last_pain") == ep.pain
+        )
+
+    return check
 
 
 def _in_backward_bout(runner: Any, sim: Any, *, last: bool) -> Callable[[], bool]:
