@@ -78,6 +78,19 @@ async def out_of_reach(r: RunRig, journal: Journal) -> float:
     return t_out
 
 
+async def paused_at_the_console_and_left_alone(r: RunRig, journal: Journal) -> None:
+    """The walker pauses at the console now: the belt stays paused, nothing is set on it,
+    the runner says paused, and every rule held."""
+    journal.at_console(r.clock.monotonic(), "pause", 0.0, r.sim.target_speed_kmh)
+    r.sim.pause_at_console()
+    n = len(r.sim.accepted)
+    await r.clock.advance(30)
+    assert r.sim.state == "paused" and r.sim.speed_kmh == 0.0
+    assert ops(after(r, n)) == []  # nothing set on the paused belt
+    assert r.runner.state_name() == "paused"
+    assert_safe(r, journal)
+
+
 # 1 ------------------------------------------------------------------------------------
 
 
@@ -396,14 +409,7 @@ async def test_a_console_pause_just_after_a_pause_never_sent_is_the_walkers(
         await r.call(r.runner.start(LONG))
         await r.until(lambda: r.sim.state == "running", 10, step=0.01)
         assert r.clock.monotonic() - t_dropped < 2.0  # within the echo window of old
-        journal.at_console(r.clock.monotonic(), "pause", 0.0, r.sim.target_speed_kmh)
-        r.sim.pause_at_console()
-        n = len(r.sim.accepted)
-        await r.clock.advance(30)
-        assert r.sim.state == "paused"
-        assert ops(after(r, n)) == []  # nothing set on the paused belt
-        assert r.runner.state_name() == "paused"
-        assert_safe(r, journal)
+        await paused_at_the_console_and_left_alone(r, journal)
 
 
 async def test_a_console_pause_just_after_our_start_is_the_walkers_not_an_old_echo(
@@ -428,14 +434,7 @@ async def test_a_console_pause_just_after_our_start_is_the_walkers_not_an_old_ec
         await r.call(r.runner.resume())
         await r.until(lambda: r.sim.state in ("running", "pre_workout"), 10, step=0.01)
         assert r.clock.monotonic() - t_pause < 2.0  # within the echo window of that pause
-        journal.at_console(r.clock.monotonic(), "pause", 0.0, r.sim.target_speed_kmh)
-        r.sim.pause_at_console()
-        n = len(r.sim.accepted)
-        await r.clock.advance(30)
-        assert r.sim.state == "paused" and r.sim.speed_kmh == 0.0
-        assert ops(after(r, n)) == []  # nothing set on the paused belt
-        assert r.runner.state_name() == "paused"
-        assert_safe(r, journal)
+        await paused_at_the_console_and_left_alone(r, journal)
 
 
 async def test_a_stop_sent_as_the_walker_starts_at_the_console_still_stops_the_belt(
