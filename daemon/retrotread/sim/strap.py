@@ -1,6 +1,6 @@
 """The simulated heart-rate strap: the Heart Rate Service bytes of a simulated walker's heart.
 
-A GATT peripheral (``retrotread.sim.gatt.Peripheral``) like the simulated treadmill, so it
+A simulated GATT peripheral (``sim/peripheral.py``) like the simulated treadmill, so it
 is reached in-process or behind the fake BlueZ through the real bleak. It notifies a Heart
 Rate Measurement (0x2A37) once a second with the walker's heart rate and the beat-to-beat
 (RR) intervals since the last one; Body Sensor Location (0x2A38) reads "chest".
@@ -15,19 +15,10 @@ RR intervals on or off, energy expended, silence.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from retrotread.clock import Clock
-from retrotread.errors import (
-    ATT_ATTRIBUTE_NOT_FOUND,
-    ATT_READ_NOT_PERMITTED,
-    ATT_REQUEST_NOT_SUPPORTED,
-    ATT_WRITE_NOT_PERMITTED,
-    AttError,
-)
 from retrotread.ftms import uuids
 from retrotread.ftms.heart_rate import (
     HeartRateMeasurement,
@@ -35,15 +26,8 @@ from retrotread.ftms.heart_rate import (
     encode_heart_rate_measurement,
     fit_rr_intervals,
 )
-from retrotread.sim.gatt import (
-    Advertisement,
-    ConnectRefused,
-    DisconnectSink,
-    GattCharacteristic,
-    GattService,
-    NotifySink,
-    Subscription,
-)
+from retrotread.sim.gatt import GattCharacteristic, GattService
+from retrotread.sim.peripheral import SimPeripheral
 from retrotread.sim.physiology import Walker
 
 if TYPE_CHECKING:
@@ -94,8 +78,11 @@ class _Beats:
     last_at: float | None = None
 
 
-class SimStrap:
-    """A GATT-level heart-rate strap (implements ``retrotread.sim.gatt.Peripheral``)."""
+class SimStrap(SimPeripheral[StrapConfig, StrapFaults]):
+    """A GATT-level heart-rate strap."""
+
+    kind = "strap"
+    advertised_service = uuids.HEART_RATE_SERVICE
 
     def __init__(
         self,
@@ -103,121 +90,41 @@ class SimStrap:
         config: StrapConfig | None = None,
         faults: StrapFaults | None = None,
     ) -> None:
+        super().__init__(config or StrapConfig(), faults or StrapFaults(), _build_services())
         self.walker = walker or Walker()
-        self.config = config or StrapConfig()
-        self.faults = faults or StrapFaults()
-        self._services = _build_services()
-        self._props = {ch.uuid: ch.properties for s in self._services for ch in s.characteristics}
-        self.now = 0.0
-        self._sink: NotifySink | None = None
-        self._on_disconnect: DisconnectSink | None = None
-        self.subscriptions: dict[str, Subscription] = {}
         self._next_notify = 0.0
         self._beats = _Beats(random.Random(self.config.seed))
         self._noise = random.Random(self.config.seed + 1)
         self._energy_kj = 0.0
         self._last_frame: bytes | None = None
-        self._kick: asyncio.Event | None = None
         self.sent: list[tuple[float, bytes]] = []
         """Every measurement notification sent, with its time (for tests)."""
         self.connects = 0
 
-    # ------------------------------------------------------------------ GATT face
+    # ------------------------------------------------------------------ GATT values
 
-    @property
-    def address(self) -> str:
-        return self.config.address
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def services(self) -> tuple[GattService, ...]:
-        return self._services
-
-    @property
-    def connected(self) -> bool:
-        return self._sink is not None
-
-    def advertisement(self) -> Advertisement | None:
-        if not self.faults.advertising or self.connected:
-            return None
-        return Advertisement(
-            local_name=self.config.name,
-            service_uuids=[uuids.HEART_RATE_SERVICE],
-            rssi=self.config.rssi,
-        )
-
-    def connect(self, sink: NotifySink, on_disconnect: DisconnectSink) -> None:
-        if self.faults.refuse_connect:
-            raise ConnectRefused(self.faults.refuse_connect)
-        if self.connected:
-            raise ConnectRefused("already connected to another central")
-        self._sink = sink
-        self._on_disconnect = on_disconnect
+    def _link_up(self) -> None:
         self._next_notify = self.now + self.config.interval_s
         self.connects += 1
 
-    def disconnect(self) -> None:
-        self._link_down()
-
-    def read(self, uuid: str) -> bytes:
-        self._require_connected()
-        uuid = uuid.lower()
-        if "read" not in self._props.get(uuid, ()):
-            raise AttError(ATT_READ_NOT_PERMITTED, f"{uuids.short_name(uuid)} is not readable")
+    def _read_value(self, uuid: str) -> bytes:
         if uuid == uuids.BODY_SENSOR_LOCATION:
             return encode_body_sensor_location(self.config.location)
-        info = {
+        return super()._read_value(uuid)
+
+    def _device_information(self) -> dict[str, str]:
+        return {
             uuids.MANUFACTURER_NAME: self.config.manufacturer,
             uuids.MODEL_NUMBER: self.config.model,
         }
-        if uuid in info:
-            return info[uuid].encode()
-        raise AttError(ATT_ATTRIBUTE_NOT_FOUND, f"{uuids.short_name(uuid)} has no value")
-
-    def write(self, uuid: str, data: bytes, with_response: bool = True) -> None:
-        self._require_connected()
-        raise AttError(ATT_WRITE_NOT_PERMITTED, f"{uuids.short_name(uuid)} is not writable")
-
-    def subscribe(self, uuid: str, mode: Subscription) -> None:
-        self._require_connected()
-        uuid = uuid.lower()
-        props = self._props.get(uuid, ())
-        if mode != "off" and mode not in props:
-            raise AttError(ATT_REQUEST_NOT_SUPPORTED, f"{uuids.short_name(uuid)} cannot {mode}")
-        if mode == "off":
-            self.subscriptions.pop(uuid, None)
-        else:
-            self.subscriptions[uuid] = mode
 
     # ------------------------------------------------------------------ time
 
-    async def run(self, clock: Clock, tick_s: float = 0.25) -> None:
-        """Drive the strap on ``clock`` until cancelled."""
-        self.now = max(self.now, clock.monotonic())
+    def _starting(self) -> None:
         self._beats.next_at = self.now
-        self._kick = asyncio.Event()
-        while True:
-            delay = min(tick_s, max(0.0, self.next_deadline() - clock.monotonic()))
-            sleeper = asyncio.ensure_future(clock.sleep(delay))
-            kicker = asyncio.ensure_future(self._kick.wait())
-            try:
-                await asyncio.wait({sleeper, kicker}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeper.cancel()
-                kicker.cancel()
-            self._kick.clear()
-            self.advance_to(clock.monotonic())
 
-    def next_deadline(self) -> float:
-        times = [self.now + 1.0]
-        if self.connected:
-            times.append(self._next_notify)
-        if self.faults.drop_link_at is not None:
-            times.append(self.faults.drop_link_at)
-        return min(times)
+    def _due_times(self) -> list[float]:
+        return [self._next_notify] if self.connected else []
 
     def advance_to(self, t: float) -> None:
         """Count the beats up to ``t`` and send every measurement due, in time order."""
@@ -227,10 +134,7 @@ class SimStrap:
             step_to = min(t, due, drop if drop is not None else t)
             self._beat_until(step_to)
             self.now = max(self.now, step_to)
-            if drop is not None and self.now >= drop:
-                self.faults.drop_link_at = None
-                if self.connected:
-                    self.drop_link("link dropped by the simulated strap")
+            if self._drop_if_due():
                 continue
             if self.connected and self.now >= self._next_notify:
                 self._next_notify = self.now + self.config.interval_s
@@ -287,36 +191,15 @@ class SimStrap:
 
     # ------------------------------------------------------------------ fault knobs
 
-    def drop_link(self, reason: str = "link lost") -> None:
-        """The strap drops the connection (out of range, battery, taken off)."""
-        callback = self._on_disconnect
-        self._link_down()
-        if callback is not None:
-            callback(reason)
-
-    def go_out_of_reach(self) -> None:
-        """Out of range (or asleep): the link drops and nothing connects."""
-        self.faults.advertising = False
-        self.faults.refuse_connect = "the strap is out of reach"
-        if self.connected:
-            self.drop_link("the strap went out of reach")
-
     def come_back(self) -> None:
-        self.faults.advertising = True
-        self.faults.refuse_connect = None
-        if self._kick is not None:
-            self._kick.set()
+        """Back in range (put on again): advertising and connectable, and ``run`` wakes."""
+        super().come_back()
+        self._wake()
 
     # ------------------------------------------------------------------ internals
 
-    def _require_connected(self) -> None:
-        if not self.connected:
-            raise AttError(0x0E, "not connected")
-
     def _link_down(self) -> None:
-        self._sink = None
-        self._on_disconnect = None
-        self.subscriptions.clear()
+        super()._link_down()
         self._last_frame = None
 
 

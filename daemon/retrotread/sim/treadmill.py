@@ -8,7 +8,6 @@ the async driver that does so on an injected clock, so tests compress time at wi
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import heapq
 import itertools
@@ -16,13 +15,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from retrotread.clock import Clock
 from retrotread.errors import (
-    ATT_ATTRIBUTE_NOT_FOUND,
     ATT_CCCD_IMPROPERLY_CONFIGURED,
     ATT_PROCEDURE_IN_PROGRESS,
-    ATT_READ_NOT_PERMITTED,
-    ATT_REQUEST_NOT_SUPPORTED,
     ATT_WRITE_NOT_PERMITTED,
     AttError,
     DecodeError,
@@ -47,15 +42,8 @@ from retrotread.ftms.treadmill_data import (
     encode_treadmill_data,
     split_treadmill_data,
 )
-from retrotread.sim.gatt import (
-    Advertisement,
-    ConnectRefused,
-    DisconnectSink,
-    GattCharacteristic,
-    GattService,
-    NotifySink,
-    Subscription,
-)
+from retrotread.sim.gatt import GattCharacteristic, GattService
+from retrotread.sim.peripheral import SimPeripheral
 from retrotread.sim.physiology import Walker
 
 BeltState = Literal["idle", "pre_workout", "running", "paused", "stopped"]
@@ -135,8 +123,11 @@ class _Out:
     ends_procedure: bool = field(default=False, compare=False)
 
 
-class SimTreadmill:
-    """A GATT-level FTMS treadmill (implements ``retrotread.sim.gatt.Peripheral``)."""
+class SimTreadmill(SimPeripheral[SimConfig, Faults]):
+    """A GATT-level FTMS treadmill."""
+
+    kind = "treadmill"
+    advertised_service = uuids.FITNESS_MACHINE_SERVICE
 
     def __init__(
         self,
@@ -144,8 +135,8 @@ class SimTreadmill:
         faults: Faults | None = None,
         walker: Walker | None = None,
     ) -> None:
-        self.config = config or SimConfig()
-        self.faults = faults or Faults()
+        config = config or SimConfig()
+        super().__init__(config, faults or Faults(), _build_services(config))
         self.walker = walker or Walker()
         """The person on the belt: the belt moves them, the heart-rate field reads them."""
         c = self.config
@@ -169,13 +160,7 @@ class SimTreadmill:
         if c.heart_rate:
             machine |= MachineFeature.HEART_RATE_MEASUREMENT
         self.features = Features(machine, target)
-        self._services = self._build_services()
-        self._props = {ch.uuid: ch.properties for s in self._services for ch in s.characteristics}
 
-        self.now = 0.0
-        self._sink: NotifySink | None = None
-        self._on_disconnect: DisconnectSink | None = None
-        self.subscriptions: dict[str, Subscription] = {}
         self.has_control = False
         self.procedure_pending = False
         self._outbox: list[_Out] = []
@@ -195,8 +180,6 @@ class SimTreadmill:
         self.elevation_gain_m = 0.0
         self.steps = 0.0
         self._kcal_per_min = 0.0
-        self._kick: asyncio.Event | None = None
-        self._clock: Clock | None = None
         self.writes: list[bytes] = []
         """Every Control Point write accepted at ATT level, for tests and benchmarks."""
         self.write_times: list[float] = []
@@ -213,62 +196,17 @@ class SimTreadmill:
         """The walker's heart rate, as the treadmill's heart-rate field reads it."""
         return self.walker.heart_rate_bpm
 
-    # ------------------------------------------------------------------ GATT face
+    # ------------------------------------------------------------------ GATT values
 
-    @property
-    def address(self) -> str:
-        return self.config.address
+    def _service_data(self) -> dict[str, bytes]:
+        # FTMS.md §2: flags bit 0 = available, machine type bit 0 = treadmill.
+        return {uuids.FITNESS_MACHINE_SERVICE: bytes([0x01, 0x01, 0x00])}
 
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def services(self) -> tuple[GattService, ...]:
-        return self._services
-
-    @property
-    def connected(self) -> bool:
-        return self._sink is not None
-
-    def advertisement(self) -> Advertisement | None:
-        if not self.faults.advertising or self.connected:
-            return None
-        return Advertisement(
-            local_name=self.config.name,
-            service_uuids=[uuids.FITNESS_MACHINE_SERVICE],
-            # FTMS.md §2: flags bit 0 = available, machine type bit 0 = treadmill.
-            service_data={uuids.FITNESS_MACHINE_SERVICE: bytes([0x01, 0x01, 0x00])},
-            rssi=self.config.rssi,
-        )
-
-    def connect(self, sink: NotifySink, on_disconnect: DisconnectSink) -> None:
-        if self.faults.refuse_connect:
-            raise ConnectRefused(self.faults.refuse_connect)
-        if self.connected:
-            raise ConnectRefused("already connected to another central")
-        self._sink = sink
-        self._on_disconnect = on_disconnect
+    def _link_up(self) -> None:
         self.link_ups.append(self._clock.monotonic() if self._clock else self.now)
         self._next_data = self.now
 
-    def disconnect(self) -> None:
-        self._link_down()
-
-    def read(self, uuid: str) -> bytes:
-        self._require_connected()
-        uuid = uuid.lower()
-        if "read" not in self._props.get(uuid, ()):
-            raise AttError(ATT_READ_NOT_PERMITTED, f"{uuids.short_name(uuid)} is not readable")
-        value = self._read_value(uuid)
-        return value
-
-    def write(self, uuid: str, data: bytes, with_response: bool = True) -> None:
-        self._require_connected()
-        uuid = uuid.lower()
-        props = self._props.get(uuid, ())
-        if "write" not in props and "write-without-response" not in props:
-            raise AttError(ATT_WRITE_NOT_PERMITTED, f"{uuids.short_name(uuid)} is not writable")
+    def _write(self, uuid: str, data: bytes) -> None:
         if uuid != uuids.CONTROL_POINT:
             raise AttError(ATT_WRITE_NOT_PERMITTED, f"{uuids.short_name(uuid)} is not writable")
         # FTMS 4.16.1 / FTMS.md §8.3 rule 1 and 3: checked before anything executes.
@@ -277,12 +215,12 @@ class SimTreadmill:
         self._catch_up()
         if self.procedure_pending:
             raise AttError(ATT_PROCEDURE_IN_PROGRESS, "a Control Point procedure is in progress")
-        self.writes.append(bytes(data))
+        self.writes.append(data)
         self.write_times.append(self.now)
         self.accepted.append(
             AcceptedWrite(
                 self.now,
-                bytes(data),
+                data,
                 self.state,
                 self.target_speed_kmh,
                 self.target_incline_pct,
@@ -290,56 +228,20 @@ class SimTreadmill:
             )
         )
         self.procedure_pending = True
-        result = self._handle_control(bytes(data))
+        result = self._handle_control(data)
         self.accepted[-1] = dataclasses.replace(self.accepted[-1], result=result)
-
-    def subscribe(self, uuid: str, mode: Subscription) -> None:
-        self._require_connected()
-        uuid = uuid.lower()
-        props = self._props.get(uuid, ())
-        if mode != "off" and mode not in props:
-            raise AttError(ATT_REQUEST_NOT_SUPPORTED, f"{uuids.short_name(uuid)} cannot {mode}")
-        if mode == "off":
-            self.subscriptions.pop(uuid, None)
-        else:
-            self.subscriptions[uuid] = mode
 
     # ------------------------------------------------------------------ time
 
-    async def run(self, clock: Clock, tick_s: float = 0.25) -> None:
-        """Drive the simulation on ``clock`` until cancelled.
-
-        Event-driven: it sleeps until the next thing due (a notification, a response, a
-        fault) or at most ``tick_s``, and a write wakes it at once, so a compressed clock
-        costs a few wake-ups per simulated second, not thousands.
-        """
-        self.now = max(self.now, clock.monotonic())
-        self._clock = clock
-        self._kick = asyncio.Event()
-        while True:
-            delay = min(tick_s, max(0.0, self.next_deadline() - clock.monotonic()))
-            sleeper = asyncio.ensure_future(clock.sleep(delay))
-            kicker = asyncio.ensure_future(self._kick.wait())
-            try:
-                await asyncio.wait({sleeper, kicker}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeper.cancel()
-                kicker.cancel()
-            self._kick.clear()
-            self.advance_to(clock.monotonic())
-
-    def next_deadline(self) -> float:
-        """When something is next due to be sent or to happen."""
-        times = [self.now + 1.0]
+    def _due_times(self) -> list[float]:
+        times = []
         if self._outbox:
             times.append(self._outbox[0].due)
         if self.connected:
             times.append(self._next_data)
-        if self.faults.drop_link_at is not None:
-            times.append(self.faults.drop_link_at)
         if self.state == "pre_workout":
             times.append(self._pre_workout_until)
-        return min(times)
+        return times
 
     def advance_to(self, t: float) -> None:
         """Integrate physics up to ``t`` and deliver everything due, in time order."""
@@ -356,10 +258,7 @@ class SimTreadmill:
         self._deliver_due()
 
     def _deliver_due(self) -> None:
-        if self.faults.drop_link_at is not None and self.now >= self.faults.drop_link_at:
-            self.faults.drop_link_at = None
-            if self.connected:
-                self.drop_link("link dropped by the simulated treadmill")
+        self._drop_if_due()
         while self._outbox and self._outbox[0].due <= self.now:
             out = heapq.heappop(self._outbox)
             if out.ends_procedure:
@@ -370,13 +269,6 @@ class SimTreadmill:
             self._send_treadmill_data()
 
     # ------------------------------------------------------------------ fault knobs
-
-    def drop_link(self, reason: str = "link lost") -> None:
-        """The treadmill drops the connection (out of range, powered off)."""
-        callback = self._on_disconnect
-        self._link_down()
-        if callback is not None:
-            callback(reason)
 
     def pull_safety_key(self) -> None:
         self._catch_up()  # the walker acts now, not at the model's last tick
@@ -415,18 +307,6 @@ class SimTreadmill:
             StatusOp.TARGET_INCLINE_CHANGED, {"target_incline_pct": self.target_incline_pct}
         )
 
-    def go_out_of_reach(self) -> None:
-        """Out of radio range (or powered off): the link drops and nothing connects."""
-        self.faults.advertising = False
-        self.faults.refuse_connect = "the treadmill is out of reach"
-        if self.connected:
-            self.drop_link("the treadmill went out of reach")
-
-    def come_back(self) -> None:
-        """Back in range: advertising and connectable again."""
-        self.faults.advertising = True
-        self.faults.refuse_connect = None
-
     def revoke_control(self) -> None:
         """Another client or the console took control: status 0xFF (FTMS.md §9)."""
         self._catch_up()  # the walker acts now, not at the model's last tick
@@ -440,16 +320,10 @@ class SimTreadmill:
         if self._clock is not None:
             self.advance_to(self._clock.monotonic())
 
-    def _require_connected(self) -> None:
-        if not self.connected:
-            raise AttError(0x0E, "not connected")
-
     def _link_down(self) -> None:
         if self._sink is not None:
             self.link_downs.append(self._clock.monotonic() if self._clock else self.now)
-        self._sink = None
-        self._on_disconnect = None
-        self.subscriptions.clear()
+        super()._link_down()
         # FTMS 4.16.1: control lasts until disconnection; a pending procedure dies with it.
         self.has_control = False
         self.procedure_pending = False
@@ -466,8 +340,7 @@ class SimTreadmill:
         heapq.heappush(
             self._outbox, _Out(self.now + delay, next(self._seq), uuid, value, ends_procedure)
         )
-        if self._kick is not None:
-            self._kick.set()
+        self._wake()
 
     def _status(self, op: StatusOp, values: dict[str, object] | None = None) -> None:
         frame = encode_machine_status(op, values, pad_to=self.faults.pad_status_to)
@@ -665,7 +538,6 @@ class SimTreadmill:
             self._send(uuids.TREADMILL_DATA, frame)
 
     def _read_value(self, uuid: str) -> bytes:
-        c = self.config
         if uuid == uuids.FEATURE:
             return encode_features(self.features)
         if uuid == uuids.SPEED_RANGE:
@@ -678,42 +550,44 @@ class SimTreadmill:
             return _encode_training(self.training_status)
         if uuid == uuids.TREADMILL_DATA:
             return encode_treadmill_data(self.current_record())
-        info = {
+        return super()._read_value(uuid)
+
+    def _device_information(self) -> dict[str, str]:
+        c = self.config
+        return {
             uuids.MANUFACTURER_NAME: c.manufacturer,
             uuids.MODEL_NUMBER: c.model,
             uuids.SERIAL_NUMBER: c.serial,
             uuids.FIRMWARE_REVISION: c.firmware,
         }
-        if uuid in info:
-            return info[uuid].encode()
-        raise AttError(ATT_ATTRIBUTE_NOT_FOUND, f"{uuids.short_name(uuid)} has no value")
 
-    def _build_services(self) -> tuple[GattService, ...]:
-        def ch(uuid: str, *props: str) -> GattCharacteristic:
-            return GattCharacteristic(uuid, props)  # type: ignore[arg-type]
 
-        ftms = [
-            ch(uuids.FEATURE, "read"),
-            ch(uuids.TREADMILL_DATA, "notify"),
-            ch(uuids.TRAINING_STATUS, "read", "notify"),
-            ch(uuids.SPEED_RANGE, "read"),
-        ]
-        if self.config.incline_supported:
-            ftms.append(ch(uuids.INCLINE_RANGE, "read"))
-        ftms += [ch(uuids.CONTROL_POINT, "write", "indicate"), ch(uuids.MACHINE_STATUS, "notify")]
-        dis = tuple(
-            ch(u, "read")
-            for u in (
-                uuids.MANUFACTURER_NAME,
-                uuids.MODEL_NUMBER,
-                uuids.SERIAL_NUMBER,
-                uuids.FIRMWARE_REVISION,
-            )
+def _build_services(config: SimConfig) -> tuple[GattService, ...]:
+    def ch(uuid: str, *props: str) -> GattCharacteristic:
+        return GattCharacteristic(uuid, props)  # type: ignore[arg-type]
+
+    ftms = [
+        ch(uuids.FEATURE, "read"),
+        ch(uuids.TREADMILL_DATA, "notify"),
+        ch(uuids.TRAINING_STATUS, "read", "notify"),
+        ch(uuids.SPEED_RANGE, "read"),
+    ]
+    if config.incline_supported:
+        ftms.append(ch(uuids.INCLINE_RANGE, "read"))
+    ftms += [ch(uuids.CONTROL_POINT, "write", "indicate"), ch(uuids.MACHINE_STATUS, "notify")]
+    dis = tuple(
+        ch(u, "read")
+        for u in (
+            uuids.MANUFACTURER_NAME,
+            uuids.MODEL_NUMBER,
+            uuids.SERIAL_NUMBER,
+            uuids.FIRMWARE_REVISION,
         )
-        return (
-            GattService(uuids.DEVICE_INFORMATION_SERVICE, dis),
-            GattService(uuids.FITNESS_MACHINE_SERVICE, tuple(ftms)),
-        )
+    )
+    return (
+        GattService(uuids.DEVICE_INFORMATION_SERVICE, dis),
+        GattService(uuids.FITNESS_MACHINE_SERVICE, tuple(ftms)),
+    )
 
 
 def _range(div: int, lo: float, hi: float, inc: float, unit: str) -> SupportedRange:
