@@ -1,4 +1,4 @@
-"""Injected time: one Clock (monotonic + sleep) for the runner, supervisor and simulator."""
+"""Injected time: one Clock (monotonic, sleep, timer) for the runner, supervisor and simulator."""
 
 from __future__ import annotations
 
@@ -10,11 +10,32 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """Monotonic time in seconds and an awaitable sleep on the same time base."""
+    """Monotonic time in seconds, and sleeps and timers on the same time base."""
 
     def monotonic(self) -> float: ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+    def timer(self, seconds: float) -> asyncio.Future[None]:
+        """A future done ``seconds`` from now; cancel it to drop the timer.
+
+        What a wait with a deadline needs without a task for its sleep: await it in
+        ``asyncio.wait`` beside what is awaited, or hang a callback on it.
+        """
+        ...
+
+
+def _loop_timer(seconds: float) -> asyncio.Future[None]:
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    handle = loop.call_later(max(0.0, seconds), _ring, fut)
+    fut.add_done_callback(lambda _: handle.cancel())
+    return fut
+
+
+def _ring(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class RealClock:
@@ -25,6 +46,9 @@ class RealClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+    def timer(self, seconds: float) -> asyncio.Future[None]:
+        return _loop_timer(seconds)
 
 
 class ScaledClock:
@@ -41,6 +65,9 @@ class ScaledClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.speedup)
+
+    def timer(self, seconds: float) -> asyncio.Future[None]:
+        return _loop_timer(seconds / self.speedup)
 
 
 class VirtualClock:
@@ -69,6 +96,14 @@ class VirtualClock:
         finally:
             if not fut.done():
                 fut.cancel()
+
+    def timer(self, seconds: float) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if seconds <= 0:
+            fut.set_result(None)
+        else:
+            heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
+        return fut
 
     async def _settle(self) -> None:
         for _ in range(5):

@@ -90,7 +90,7 @@ class ControlPoint:
         self.has_control = False
         self._queue: deque[_Job] = deque()
         self._wakeup = asyncio.Event()
-        self._urgent_waiting = asyncio.Event()
+        self._urgent_bell: asyncio.Future[None] | None = None  # rung when a stop/pause waits
         self._urgent_since: float | None = None
         self._reply: asyncio.Future[cp.ControlResponse] | None = None
         self._reply_op: int | None = None
@@ -200,7 +200,9 @@ class ControlPoint:
                 current.dropped = f"superseded by {_name(request)}"
             if self._reply is not None and self._urgent_since is None:
                 self._urgent_since = self.clock.monotonic()
-                self._urgent_waiting.set()
+                bell = self._urgent_bell
+                if bell is not None and not bell.done():
+                    bell.set_result(None)
         else:
             self._queue.append(job)
         self._wakeup.set()
@@ -242,7 +244,6 @@ class ControlPoint:
                 continue
             if not any(j.urgent for j in self._queue):
                 self._urgent_since = None
-                self._urgent_waiting.clear()
             # A stop or pause that is not answered quickly is better sent again on a fresh
             # link than waited for: its own procedures get the short wait too.
             self._limit_s = (
@@ -346,16 +347,19 @@ class ControlPoint:
                         f"{name}: no response within {self.clock.monotonic() - started:.1f} s"
                     )
                     raise CommandTimeout(name, "no response from the treadmill")
-                sleeper = asyncio.ensure_future(self.clock.sleep(remaining))
-                waits: set[asyncio.Future[object]] = {task, sleeper}  # type: ignore[arg-type]
+                # A timer and a bell, not tasks: this runs for every control point request.
+                timer = self.clock.timer(remaining)
+                waits: set[asyncio.Future[Any]] = {task, timer}
                 if self._urgent_since is None:
-                    waits.add(asyncio.ensure_future(self._urgent_waiting.wait()))
+                    self._urgent_bell = asyncio.get_running_loop().create_future()
+                    waits.add(self._urgent_bell)
                 try:
                     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     for w in waits:
                         if w is not task:
                             w.cancel()
+                    self._urgent_bell = None
             return task.result()
         finally:
             if not task.done():

@@ -470,14 +470,18 @@ class SessionRunner:
             # stop, the link) can change that: no tick, the daemon's idle hours sleep.
             await self._wake.wait()
             return self._inbox.popleft() if self._inbox else None
-        sleeper = asyncio.ensure_future(self.clock.sleep(self.tick_s))
-        waker = asyncio.ensure_future(self._wake.wait())
+        # The tick: a timer that wakes the same event a message does (no task per wake).
+        tick = self.clock.timer(self.tick_s)
+        tick.add_done_callback(self._ring)
         try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            await self._wake.wait()
         finally:
-            sleeper.cancel()
-            waker.cancel()
+            tick.cancel()
         return self._inbox.popleft() if self._inbox else None
+
+    def _ring(self, tick: asyncio.Future[None]) -> None:
+        if not tick.cancelled():
+            self._wake.set()
 
     def _fail_safe(self, exc: Exception, now: float) -> None:
         s = self.session
