@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import selectors
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from retrotread.backoff import Backoff
 from retrotread.config import MqttConfig
 from retrotread.errors import RetrotreadError
 from retrotread.mqtt.bridge import MqttBridge
-from retrotread.mqtt.client import mqtt_client
+from retrotread.mqtt.client import mqtt_client, paho_of
 from retrotread.mqtt.commands import Command
 from tests.broker import Broker, free_port, make_tls_files
 
@@ -67,8 +68,8 @@ async def _wait_for(pred: Any, timeout: float = 10.0) -> None:
 
 
 class Spy:
-    def __init__(self, port: int, topics: list[str], **kw: Any) -> None:
-        self.port, self.topics, self.kw = port, topics, kw
+    def __init__(self, port: int, topics: list[str], qos: int = 1, **kw: Any) -> None:
+        self.port, self.topics, self.qos, self.kw = port, topics, qos, kw
         self.got: list[tuple[str, bytes, bool]] = []
         self.task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
@@ -76,7 +77,7 @@ class Spy:
     async def _run(self) -> None:
         async with mqtt_client("127.0.0.1", self.port, **self.kw) as c:
             for t in self.topics:
-                await c.subscribe(t, qos=1)
+                await c.subscribe(t, qos=self.qos)
             self.ready.set()
             async for m in c.messages:
                 p = m.payload
@@ -164,6 +165,62 @@ async def test_retained_topics_and_results(broker: Broker) -> None:
     await bridge.close()
     await _stop(task)
     assert [c.action for c in handler.commands] == ["pause", "resume"]
+
+
+async def _no_writer_left(bridge: MqttBridge) -> None:
+    """All written, no writer callback stays registered on the client's socket: one that
+    did would run on every turn of the event loop (a busy loop), and outlive the socket."""
+    paho = paho_of(bridge._client)  # type: ignore[arg-type]
+    assert paho is not None
+    await _wait_for(lambda: not paho.want_write())
+    await asyncio.sleep(0.05)
+    selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+    key = selector.get_map().get(paho.socket().fileno())
+    assert key is not None and key.events == selectors.EVENT_READ
+
+
+async def test_outputs_keep_their_order_across_qos(broker: Broker) -> None:
+    """Telemetry (QoS 0, straight to paho) never overtakes an earlier event (QoS 1, a
+    task), and a burst beyond the acknowledgement window keeps order (no telemetry is
+    dropped here: the backlog allowed is larger than the burst)."""
+    bridge = MqttBridge(_settings(broker.port), Handler(), telemetry_backlog=1000)
+    task = await _running(bridge)
+    # Subscribed at QoS 0, the broker passes both on in the order they came: at QoS 1 a
+    # subscriber's full in-flight window lets QoS 0 messages overtake queued QoS 1 ones.
+    topics = ["retrotread/t1/telemetry", "retrotread/t1/event"]
+    async with Spy(broker.port, topics, qos=0) as spy:
+        sent = []
+        for i in range(300):
+            # Runs of each kind, so that QoS 0 follows QoS 1 still being handed over.
+            kind = "event" if (i // 3) % 2 else "telemetry"
+            bridge.output(kind, {"type": "cue", "n": i} if kind == "event" else {"n": i})
+            sent.append((kind, i))
+        await _wait_for(lambda: len(spy.got) >= len(sent))
+        got = [(t.rsplit("/", 1)[1], json.loads(p)["n"]) for t, p, _ in spy.got]
+        assert got == sent
+        await _no_writer_left(bridge)
+    await bridge.close()
+    await _stop(task)
+
+
+async def test_telemetry_goes_to_paho_without_a_task(broker: Broker) -> None:
+    """The fast path is taken: aiomqtt still keeps its paho client where we look for it
+    (a release that moves it would make telemetry take the slower task path)."""
+    async with mqtt_client("127.0.0.1", broker.port) as client:
+        assert paho_of(client) is not None
+    bridge = MqttBridge(_settings(broker.port), Handler())
+    task = await _running(bridge)
+    async with Spy(broker.port, ["retrotread/t1/telemetry"]) as spy:
+        before = {t.get_name() for t in asyncio.all_tasks()}
+        for i in range(20):
+            bridge.output("telemetry", {"n": i})
+        made = {t.get_name() for t in asyncio.all_tasks()} - before
+        assert not any(name.startswith("mqtt-publish") for name in made)
+        await _wait_for(lambda: len(spy.got) == 20)
+        assert [json.loads(p)["n"] for _, p, _ in spy.got] == list(range(20))
+        await _no_writer_left(bridge)
+    await bridge.close()
+    await _stop(task)
 
 
 async def test_stop_is_not_queued_behind_other_commands(broker: Broker) -> None:

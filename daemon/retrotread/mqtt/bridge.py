@@ -19,11 +19,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Literal, NamedTuple, Protocol
 
 import aiomqtt
+from paho.mqtt.client import MQTT_ERR_SUCCESS
 
 from retrotread.backoff import Backoff
 from retrotread.clock import Clock, RealClock
 from retrotread.config import MqttConfig
-from retrotread.mqtt.client import mqtt_client
+from retrotread.mqtt.client import mqtt_client, paho_of
 from retrotread.mqtt.commands import Command
 from retrotread.mqtt.desk import REFUSAL_EVENTS_PER_S as REFUSAL_EVENTS_PER_S  # its tests' name
 from retrotread.mqtt.desk import (
@@ -111,6 +112,7 @@ class MqttBridge:
         self._client: aiomqtt.Client | None = None
         self._offline_said = False
         self._out: asyncio.Queue[_Out] = asyncio.Queue()  # unbounded: see the class doc
+        self._sender: _Sender | None = None  # the live connection's
         self._queued_telemetry = 0
         self._held: deque[_Out] = deque()  # results and events waiting for a broker
         self._tasks: set[asyncio.Task[None]] = set()
@@ -188,6 +190,13 @@ class MqttBridge:
                 return
             self._queued_telemetry += 1
         self._out.put_nowait(item)
+        if self._sender is not None:
+            self._sender.pump()
+
+    def _took(self, item: _Out) -> None:
+        """``item`` left the queue for the wire."""
+        if item.kind == "telemetry":
+            self._queued_telemetry = max(0, self._queued_telemetry - 1)
 
     def _reply(self, payload: dict[str, Any]) -> None:
         """The desk's answer to a command that came on ``cmd``."""
@@ -335,7 +344,8 @@ class MqttBridge:
             log.info("connected to MQTT broker %s:%s", self.settings.host, self.settings.port)
         self._last_problem = None
         self._set_status("connected")
-        publisher = asyncio.create_task(self._publisher(client), name="mqtt-publisher")
+        sender = self._sender = _Sender(self, client)
+        sender.pump()
         try:
             async for message in client.messages:
                 try:
@@ -343,8 +353,8 @@ class MqttBridge:
                 except Exception as exc:  # one message never ends the connection
                     _failed("handling an MQTT message", exc)
         finally:
-            publisher.cancel()
-            await asyncio.gather(publisher, return_exceptions=True)
+            self._sender = None
+            await sender.close()
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         """Retained availability, state, profiles and discovery (after every connect)."""
@@ -377,42 +387,6 @@ class MqttBridge:
         if callable(walkers):
             payload["cmps"].update(coach_components(self.topics, s.device_id, walkers()))
         return _Out(topic, encode_json(payload), 1, True, "state")
-
-    async def _publisher(self, client: aiomqtt.Client, window: int = 8) -> None:
-        """Publish in order, with up to ``window`` QoS 1 acknowledgements outstanding.
-
-        Awaiting each PUBACK before the next publish caps throughput at one broker round
-        trip per message, which a busy event loop stretches to milliseconds; the order on
-        the wire is still the queue's, because each task hands its message to the client
-        in the order the tasks were created. A result or event whose publish fails waits
-        for the next connection.
-        """
-        slots = asyncio.Semaphore(window)
-        inflight: set[asyncio.Task[None]] = set()
-
-        async def one(item: _Out) -> None:
-            try:
-                await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
-            except (aiomqtt.MqttError, asyncio.CancelledError):
-                if item.kind in ("result", "event"):
-                    self._held.append(item)
-                raise
-            finally:
-                slots.release()
-
-        try:
-            while True:
-                item = await self._out.get()
-                if item.kind == "telemetry":
-                    self._queued_telemetry = max(0, self._queued_telemetry - 1)
-                await slots.acquire()
-                task = asyncio.create_task(one(item), name=f"mqtt-publish-{item.topic}")
-                inflight.add(task)
-                task.add_done_callback(inflight.discard)
-        finally:
-            for task in list(inflight):
-                task.cancel()
-            await asyncio.gather(*inflight, return_exceptions=True)
 
     async def close(self, timeout_s: float = 3.0) -> None:
         """Answer what is pending, then publish ``offline`` ourselves.
@@ -484,6 +458,93 @@ class MqttBridge:
             exc = task.exception()
             if not isinstance(exc, aiomqtt.MqttError):
                 _failed(task.get_name(), exc)  # type: ignore[arg-type]
+
+
+class _Sender:
+    """Hands the bridge's queued outputs to one connection's client, in queue order.
+
+    Runs on every enqueue and every acknowledgement, in the caller's step: a message goes
+    out in the step that produced it, with no task between the runner and the socket.
+    QoS 0 telemetry goes to paho-mqtt directly and is written at once; a QoS 1 message gets
+    a task that awaits its PUBACK, at most ``window`` outstanding (awaiting each before the
+    next would cap throughput at one broker round trip per message). The order on the wire
+    is the queue's: paho sends in the order it is handed messages, and a QoS 0 message waits
+    for every earlier task to have handed over its own. A result or event whose publish
+    fails waits for the next connection.
+    """
+
+    def __init__(self, bridge: MqttBridge, client: aiomqtt.Client, window: int = 8) -> None:
+        self.bridge = bridge
+        self.client = client
+        self.paho = paho_of(client)
+        self.window = window
+        self.inflight: dict[asyncio.Task[None], _Out] = {}
+        self.handing = 0  # tasks that have not yet handed their message to paho
+        self.closed = False
+
+    def pump(self) -> None:
+        out = self.bridge._out
+        wrote = False
+        while not self.closed and not out.empty() and len(self.inflight) < self.window:
+            item = out.get_nowait()
+            self.bridge._took(item)
+            if item.qos == 0 and self.handing == 0 and self.paho is not None:
+                rc: int
+                try:
+                    rc = self.paho.publish(item.topic, item.payload, 0, item.retain).rc
+                except (ValueError, OSError) as exc:  # paho's checks of topic and payload
+                    _failed(f"publishing on {item.topic}", exc)
+                    rc = -1
+                if rc == MQTT_ERR_SUCCESS:
+                    wrote = True
+                elif item.kind == "telemetry":
+                    self.bridge.dropped_telemetry += 1  # the connection is going; the log has it
+                else:
+                    self.bridge._held.append(item)
+                continue
+            task = asyncio.get_running_loop().create_task(
+                self._publish(item), name=f"mqtt-publish-{item.topic}"
+            )
+            self.inflight[task] = item
+            self.handing += 1
+            task.add_done_callback(self._done)
+        if wrote:
+            asyncio.get_running_loop().call_soon(self._write)
+
+    def _write(self) -> None:
+        """Write what paho holds, a loop turn before aiomqtt's writer callback would.
+
+        Scheduled after a message was handed to paho, never before: handed one, paho asks
+        aiomqtt for a writer callback with ``call_soon_threadsafe``, and writing before that
+        has run leaves the writer registered for good (paho then believes it is not): a busy
+        loop, and a stale registration that breaks the next connection on the same file
+        descriptor. So not for the tasks' QoS 1 messages either: their steps run after this.
+        A broken socket paho reports to aiomqtt itself.
+        """
+        if self.paho is not None and not self.closed:
+            self.paho.loop_write()
+
+    async def _publish(self, item: _Out) -> None:
+        self.handing -= 1  # client.publish hands the message to paho before its first await
+        await self.client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        item = self.inflight.pop(task)
+        failed = task.cancelled() or task.exception() is not None
+        if failed and item.kind in ("result", "event"):
+            self.bridge._held.append(item)
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, aiomqtt.MqttError):
+                _failed("publishing an MQTT message", exc)
+        self.pump()
+
+    async def close(self) -> None:
+        self.closed = True
+        tasks = list(self.inflight)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _cancelling() -> bool:

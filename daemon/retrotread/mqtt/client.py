@@ -13,6 +13,7 @@ import socket
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 from aiomqtt.types import SocketOption
 
 NODELAY: tuple[SocketOption, ...] = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
@@ -22,3 +23,13 @@ NODELAY: tuple[SocketOption, ...] = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 def mqtt_client(hostname: str, port: int = 1883, **kwargs: Any) -> aiomqtt.Client:
     """``aiomqtt.Client(hostname, port, **kwargs)`` that never holds a packet back."""
     return aiomqtt.Client(hostname, port, socket_options=NODELAY, **kwargs)
+
+
+def paho_of(client: aiomqtt.Client) -> paho.Client | None:
+    """The paho-mqtt client inside ``client``, for publishing QoS 0 without a task.
+
+    aiomqtt keeps it private (``_client``); None if a release renames it, and the caller
+    falls back to ``client.publish`` (``tests/test_mqtt_bridge.py`` notices that).
+    """
+    inner = getattr(client, "_client", None)
+    return inner if isinstance(inner, paho.Client) else None
