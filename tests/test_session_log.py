@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from retrotread.session import log as session_log
 from retrotread.session.log import SessionLogError, SessionLogWriter, read_session
 
 
@@ -38,6 +41,31 @@ def test_writer_layout(tmp_path: Path) -> None:
     assert lines[1] == {"type": "tx", "t": 0.5, "char": "2ad9", "hex": "00"}
     assert lines[4]["t"] == 2.25
     assert lines[-1] == {"type": "footer", "outcome": "completed", "summary": {"distance_m": 12}}
+
+
+def test_fsync_runs_off_the_event_loop_and_still_happens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An fsync that takes long (an SD card) does not hold up the writer, and every sync
+    asked for reaches the disk, on the log's file, in another thread."""
+    release = threading.Event()
+    synced: list[tuple[str, bool]] = []
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        release.wait(10)
+        real_fsync(fd)
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), threading.current_thread().name))
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    path = _write_sample(tmp_path)  # header (synced), records, footer (synced and closed)
+    # Written and closed while both fsyncs still wait: the writer did not wait for them.
+    assert synced == []
+    assert [json.loads(x)["type"] for x in path.read_text().splitlines()][-1] == "footer"
+    release.set()
+    session_log.synced(10)
+    assert [p for p, _ in synced] == [str(path), str(path)]
+    assert all(name.startswith("retrotread-fsync") for _, name in synced)
 
 
 def test_second_log_same_second_gets_suffix(tmp_path: Path) -> None:

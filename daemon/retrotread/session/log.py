@@ -16,6 +16,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -319,13 +320,21 @@ class SessionLogWriter:
         self.record(direction, now, char=char, hex=data.hex())
 
     def sync(self) -> None:
-        """Flush to the disk itself (phase boundaries and the end)."""
+        """Flush to the disk itself (phase boundaries and the end), off the event loop.
+
+        What was written is already in the page cache, safe from the daemon dying; the
+        fsync is for power loss. On an SD card it can take tens of milliseconds, so it runs
+        on one syncing thread, in the order asked, on a duplicate of the descriptor (the
+        writer may close or replace its own meanwhile). ``synced()`` waits for it.
+        """
         if self._fd is None:
             return
         try:
-            os.fsync(self._fd)
+            fd = os.dup(self._fd)
         except OSError as exc:
             log.error("session log %s: cannot sync: %s", self.path, exc.strerror or exc)
+            return
+        _syncer().submit(_sync_and_close, fd, self.path)
 
     def footer(self, outcome: str, summary: dict[str, Any], *, wall: float | None = None) -> None:
         """The last line. On a full disk the reserve is given up for it (and the gap)."""
@@ -359,6 +368,30 @@ class SessionLogWriter:
                 os.close(self._fd)
             self._fd = None
         self.closed = True
+
+
+_SYNCER: ThreadPoolExecutor | None = None
+
+
+def _syncer() -> ThreadPoolExecutor:
+    global _SYNCER
+    if _SYNCER is None:
+        _SYNCER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrotread-fsync")
+    return _SYNCER
+
+
+def _sync_and_close(fd: int, path: Path) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        log.error("session log %s: cannot sync: %s", path, exc.strerror or exc)
+    finally:
+        os.close(fd)
+
+
+def synced(timeout_s: float | None = None) -> None:
+    """Wait until every sync asked for so far has reached the disk."""
+    _syncer().submit(lambda: None).result(timeout_s)
 
 
 def _iso(d: datetime) -> str:
