@@ -9,6 +9,9 @@ runner: the daemon's own path, MQTT in and out) and `stop` with the belt at rest
 way to the treadmill, whose simulated response lag is 50 ms); next to them a bare echo
 through the same broker, the floor on this machine.
 
+Full garbage collections (generation 2) during each case are timed too: the event loop
+stands still while one runs.
+
 ``--broker-nagle`` runs the broker as Mosquitto is installed, without
 ``set_tcp_nodelay true``: what a user's own broker gives until they set it.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import tempfile
@@ -81,7 +85,38 @@ async def _transport(sim: SimTreadmill, ble: bool, stack: contextlib.AsyncExitSt
 Samples = dict[str, list[float]]
 
 
+class FullCollections:
+    """Times every generation-2 collection while in use."""
+
+    def __init__(self) -> None:
+        self.pauses_ms: list[float] = []
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.pauses_ms.append((time.perf_counter() - self._began) * 1000)
+
+    def __enter__(self) -> FullCollections:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
 async def run_case(ble: bool, trials: int, tmp: Path, broker_nagle: bool) -> Samples:
+    with FullCollections() as collections:
+        out = await _run_case(ble, trials, tmp, broker_nagle)
+    # The first is the daemon's own, at start-up, before it serves anything.
+    out["gc"] = collections.pauses_ms[1:]
+    return out
+
+
+async def _run_case(ble: bool, trials: int, tmp: Path, broker_nagle: bool) -> Samples:
     out: Samples = {"stop": [], "telemetry": [], "pause": [], "stop_rt": [], "echo": []}
     async with contextlib.AsyncExitStack() as stack:
         port = free_port()
@@ -205,6 +240,10 @@ async def main(trials: int, broker_nagle: bool) -> None:
         rows("pause", "pause, idle (refused)")
         + rows("stop_rt", "stop, idle (sim lag 50 ms)")
         + rows("echo", "bare MQTT echo"),
+    )
+    _common.table(
+        "Full garbage collections while serving (the event loop stands still)",
+        rows("gc", "generation 2"),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -229,6 +230,21 @@ async def test_commands_while_treadmill_disconnected(broker: Broker, tmp_path: P
         await until(lambda: b"\x08\x01" in r.sim.writes, 20)
         assert r.sim.writes == [b"\x00", b"\x08\x01"]
         await until(lambda: phone.on("state")[-1]["stop_pending"] is False)
+
+
+async def test_a_full_collection_walks_only_what_came_after_start(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """What start-up and the first connect built is frozen out of the collector's reach
+    (a full collection of it stood the event loop still for ~49 ms)."""
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    async with daemon_rig(broker, tmp_path) as r:
+        await asyncio.sleep(0.1)  # the freeze after the first connect is queued, not done
+        frozen, walked = gc.get_freeze_count(), len(gc.get_objects())
+        print(f"frozen {frozen}, still walked by a full collection {walked}")
+        assert r.daemon.treadmill.is_connected
+        assert frozen > 3 * walked
 
 
 async def test_broker_restart_mid_session(broker: Broker, tmp_path: Path) -> None:
