@@ -1,6 +1,6 @@
 """The package's layers point one way (README, design notes): an ast walk over every import.
 
-Upward imports fail, and so do bleak outside ``link/``, aiomqtt outside ``mqtt/``,
+Upward imports fail, and so do bleak outside ``link/``, aiomqtt and paho outside ``mqtt/``,
 aiohttp and segno outside ``web/``, dbus-fast outside ``sim/`` and argparse outside
 ``cli/`` (the layers parse no arguments).
 Imports inside functions and under TYPE_CHECKING count too: a lazy import is still a
@@ -57,6 +57,7 @@ OWNED = {
     "bleak_retry_connector": "link",
     "bluetooth_adapters": "link",
     "aiomqtt": "mqtt",
+    "paho": "mqtt",
     "aiohttp": "web",
     "segno": "web",
     "dbus_fast": "sim",
