@@ -218,12 +218,94 @@ async def _run_case(ble: bool, trials: int, tmp: Path, broker_nagle: bool) -> Sa
     return out
 
 
+def _finished(payload: bytes) -> bool:
+    try:
+        return bool(json.loads(payload).get("type") == "session_finished")
+    except ValueError:
+        return False
+
+
+async def run_service_case(trials: int, tmp: Path) -> Samples:
+    """The daemon as the service runs (``retrotread run``, its own process, its own event
+    loop), the simulator and the fake BlueZ here as the radio and bluetoothd would be."""
+    from _daemon import connected, daemon_over_bluez
+
+    out: Samples = {"stop": [], "telemetry": [], "pause": [], "stop_rt": [], "echo": [], "gc": []}
+    sim = StampedSim(SimConfig(pre_workout_s=0.2, data_interval_s=0.05, accel_kmh_per_s=5.0))
+    async with daemon_over_bluez(tmp, [sim], sim.address) as daemon:
+        await daemon.wait_for("state", connected)
+        base, cmd = daemon.base, f"{daemon.base}/cmd"
+        start = b'{"action": "start", "profile": "first-steps"}'
+        async with mqtt_client("127.0.0.1", daemon.port) as phone:
+            for _ in range(trials):
+                async with asyncio.timeout(60):
+                    while not (sim.state == "running" and sim.speed_kmh >= 0.5):
+                        await phone.publish(cmd, start, qos=1)  # again if it came too soon
+                        for _ in range(300):
+                            if sim.state == "running" and sim.speed_kmh >= 0.5:
+                                break
+                            await asyncio.sleep(0.01)
+                await asyncio.sleep(0.3)  # mid-ramp: setpoints are being written
+                n = len(sim.stop_at)
+                t0 = time.perf_counter()
+                since = time.monotonic()
+                await phone.publish(cmd, b'{"action": "stop"}', qos=1)
+                async with asyncio.timeout(10):
+                    while len(sim.stop_at) == n:
+                        await asyncio.sleep(0.0005)
+                out["stop"].append((sim.stop_at[-1] - t0) * 1000)
+                await daemon.wait_for("event", _finished, since=since, timeout=30)
+                async with asyncio.timeout(30):
+                    while sim.speed_kmh > 0:
+                        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)
+        answered: dict[str, float] = {}
+        waiting = asyncio.Event()
+        async with mqtt_client("127.0.0.1", daemon.port) as phone:
+            await phone.subscribe(f"{base}/cmd/result", qos=1)
+
+            async def answers_in() -> None:
+                async for m in phone.messages:
+                    key = json.loads(bytes(m.payload)).get("id")  # type: ignore[arg-type]
+                    answered[str(key)] = time.perf_counter()
+                    waiting.set()
+
+            reader = asyncio.create_task(answers_in())
+            for i in range(4 * trials):
+                key = f"pause-{i}"
+                waiting.clear()
+                t0 = time.perf_counter()
+                await phone.publish(cmd, json.dumps({"action": "pause", "id": key}).encode(), 1)
+                async with asyncio.timeout(5):
+                    while key not in answered:
+                        await waiting.wait()
+                        waiting.clear()
+                out["pause"].append((answered[key] - t0) * 1000)
+                await asyncio.sleep(0.02)
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        for m in daemon.messages:
+            if m.topic != f"{base}/telemetry":
+                continue
+            seq = json.loads(m.payload).get("energy_kcal")
+            t_sent = sim.sent_at.get(int(seq)) if seq is not None else None
+            # The listener stamps with time.monotonic(); the simulator with perf_counter().
+            t_recv = m.at - time.monotonic() + time.perf_counter()
+            if t_sent is not None and 0 <= t_recv - t_sent < 5:
+                out["telemetry"].append((t_recv - t_sent) * 1000)
+    return out
+
+
 async def main(trials: int, broker_nagle: bool) -> None:
     cases = []
     for ble in (False, True):
         with tempfile.TemporaryDirectory() as tmp:
             label = "fake BlueZ" if ble else "in-process"
             cases.append((label, await run_case(ble, trials, Path(tmp), broker_nagle)))
+    if not broker_nagle:
+        with tempfile.TemporaryDirectory() as tmp:
+            label = "daemon process, fake BlueZ"
+            cases.append((label, await run_service_case(trials, Path(tmp))))
     if broker_nagle:
         print("\n(the broker without set_tcp_nodelay: Nagle's algorithm on its side)")
 
