@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import selectors
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -221,6 +223,34 @@ async def test_telemetry_goes_to_paho_without_a_task(broker: Broker) -> None:
         await _no_writer_left(bridge)
     await bridge.close()
     await _stop(task)
+
+
+async def test_telemetry_backlog_holds_when_the_broker_stops_reading(broker: Broker) -> None:
+    """Telemetry is dropped whenever more than ``telemetry_backlog`` wait, also in paho's
+    own buffer: a broker that stops reading (hung, or a path that drops packets) must not
+    let samples pile up there until the keepalive gives up (found in review)."""
+    backlog = 10
+    bridge = MqttBridge(_settings(broker.port), Handler(), telemetry_backlog=backlog)
+    task = await _running(bridge)
+    paho = paho_of(bridge._client)  # type: ignore[arg-type]
+    assert paho is not None and broker.server is not None and broker.server.proc is not None
+    pid = broker.server.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        pad = "x" * 20_000
+        for i in range(1500):  # 30 MB: more than the kernel buffers on both sides
+            bridge.output("telemetry", {"n": i, "pad": pad})
+            if i % 50 == 0:
+                await asyncio.sleep(0.01)  # let the writer run
+        await asyncio.sleep(0.2)
+        waiting = len(paho._out_packet)  # type: ignore[attr-defined]
+        print(f"waiting in paho {waiting}, dropped {bridge.dropped_telemetry}")
+        assert waiting <= backlog + 8
+        assert bridge.dropped_telemetry > 0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await bridge.close()
+        await _stop(task)
 
 
 async def test_stop_is_not_queued_behind_other_commands(broker: Broker) -> None:

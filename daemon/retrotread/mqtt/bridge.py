@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Literal, NamedTuple, Protocol
 
 import aiomqtt
-from paho.mqtt.client import MQTT_ERR_SUCCESS
+from paho.mqtt.client import MQTT_ERR_SUCCESS, MQTTMessageInfo
 
 from retrotread.backoff import Backoff
 from retrotread.clock import Clock, RealClock
@@ -470,7 +470,8 @@ class _Sender:
     next would cap throughput at one broker round trip per message). The order on the wire
     is the queue's: paho sends in the order it is handed messages, and a QoS 0 message waits
     for every earlier task to have handed over its own. A result or event whose publish
-    fails waits for the next connection.
+    fails waits for the next connection. Telemetry paho holds unsent counts against
+    ``telemetry_backlog`` too.
     """
 
     def __init__(self, bridge: MqttBridge, client: aiomqtt.Client, window: int = 8) -> None:
@@ -480,6 +481,7 @@ class _Sender:
         self.window = window
         self.inflight: dict[asyncio.Task[None], _Out] = {}
         self.handing = 0  # tasks that have not yet handed their message to paho
+        self.unwritten: deque[MQTTMessageInfo] = deque()  # telemetry paho has not sent yet
         self.closed = False
 
     def pump(self) -> None:
@@ -489,14 +491,20 @@ class _Sender:
             item = out.get_nowait()
             self.bridge._took(item)
             if item.qos == 0 and self.handing == 0 and self.paho is not None:
+                if item.kind == "telemetry" and self._behind():
+                    self.bridge.dropped_telemetry += 1  # a broker that stopped reading
+                    continue
                 rc: int
                 try:
-                    rc = self.paho.publish(item.topic, item.payload, 0, item.retain).rc
+                    info = self.paho.publish(item.topic, item.payload, 0, item.retain)
+                    rc = info.rc
                 except (ValueError, OSError) as exc:  # paho's checks of topic and payload
                     _failed(f"publishing on {item.topic}", exc)
                     rc = -1
                 if rc == MQTT_ERR_SUCCESS:
                     wrote = True
+                    if item.kind == "telemetry":
+                        self.unwritten.append(info)
                 elif item.kind == "telemetry":
                     self.bridge.dropped_telemetry += 1  # the connection is going; the log has it
                 else:
@@ -510,6 +518,18 @@ class _Sender:
             task.add_done_callback(self._done)
         if wrote:
             asyncio.get_running_loop().call_soon(self._write)
+
+    def _behind(self) -> bool:
+        """``telemetry_backlog`` samples handed to paho and not yet on the socket.
+
+        paho takes a message at once and keeps it until the socket does; a broker that
+        stops reading (hung, or a path that drops packets) would let samples pile up there
+        until the keepalive gives up. Counted like those waiting in the bridge's queue.
+        """
+        unwritten = self.unwritten
+        while unwritten and unwritten[0].is_published():
+            unwritten.popleft()
+        return len(unwritten) >= self.bridge.telemetry_backlog
 
     def _write(self) -> None:
         """Write what paho holds, a loop turn before aiomqtt's writer callback would.
