@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -245,6 +246,20 @@ async def test_a_full_collection_walks_only_what_came_after_start(
         print(f"frozen {frozen}, still walked by a full collection {walked}")
         assert r.daemon.treadmill.is_connected
         assert frozen > 3 * walked
+    assert gc.get_freeze_count() == 0  # unfrozen as it ended: the daemon can be collected
+
+
+async def test_a_finished_daemon_is_collected(broker: Broker, tmp_path: Path) -> None:
+    """Daemon.run freezes the heap, and unfreezes it as it ends: a Daemon that has run is
+    freed once only its own cycles hold it (found in review: every test that ran one kept
+    it, its simulator and loop objects for the rest of the process)."""
+    gc.unfreeze()
+    async with daemon_rig(broker, tmp_path) as r:
+        ref = weakref.ref(r.daemon)
+        del r
+    gc.collect()
+    assert ref() is None, f"frozen: {gc.get_freeze_count()}"
+    gc.unfreeze()
 
 
 async def test_broker_restart_mid_session(broker: Broker, tmp_path: Path) -> None:

@@ -393,6 +393,8 @@ class Daemon:
         finally:
             waiter.cancel()
             await self.shutdown(tasks)
+            # What was frozen may be garbage now (this daemon, its link): collectable again.
+            gc.unfreeze()
 
     async def _look_after_sessions(self, every_s: float = 60.0) -> None:
         """The sessions directory: checked now and every minute; retention once a day."""
@@ -637,7 +639,8 @@ def freeze_heap() -> None:
     now and then (on a Raspberry Pi, several times longer). What is built at start-up
     and at the first connect lives as long as the daemon; frozen, a full collection
     walks only what came after. Garbage among it is collected first: nothing dead is
-    kept.
+    kept. The first connect's link objects that a reconnect replaces stay (once, bounded);
+    ``Daemon.run`` unfreezes as it ends.
     """
     gc.collect()
     gc.freeze()
