@@ -262,6 +262,7 @@ class SessionRunner:
         # The inbox.
         self._inbox: deque[Message] = deque()
         self._wake = asyncio.Event()
+        self._tick_timer: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[OutputListener] = []
         treadmill.add_listener(self._post)
@@ -471,7 +472,7 @@ class SessionRunner:
             await self._wake.wait()
             return self._inbox.popleft() if self._inbox else None
         # The tick: a timer that wakes the same event a message does (no task per wake).
-        tick = self.clock.timer(self.tick_s)
+        tick = self._tick_timer = self.clock.timer(self.tick_s)
         tick.add_done_callback(self._ring)
         try:
             await self._wake.wait()
@@ -480,7 +481,9 @@ class SessionRunner:
         return self._inbox.popleft() if self._inbox else None
 
     def _ring(self, tick: asyncio.Future[None]) -> None:
-        if not tick.cancelled():
+        # Only the current wait's: an earlier timer that rang as a message woke the runner
+        # would otherwise cut the next wait short.
+        if tick is self._tick_timer and not tick.cancelled():
             self._wake.set()
 
     def _fail_safe(self, exc: Exception, now: float) -> None:
