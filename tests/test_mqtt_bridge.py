@@ -174,6 +174,7 @@ async def _no_writer_left(bridge: MqttBridge) -> None:
     did would run on every turn of the event loop (a busy loop), and outlive the socket."""
     paho = paho_of(bridge._client)  # type: ignore[arg-type]
     assert paho is not None
+    assert paho.on_publish is not None  # aiomqtt's, back after every write of ours
     await _wait_for(lambda: not paho.want_write())
     await asyncio.sleep(0.05)
     selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
