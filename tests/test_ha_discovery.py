@@ -177,7 +177,10 @@ async def test_refusals_and_events_reach_the_event_entity(broker: Broker, tmp_pa
         # Accepted commands are not echoed as events: their own events tell the story.
         assert [e["type"] for e in phone.on("event")].count(COMMAND_REFUSED) == 3
 
-        await until(lambda: r.sim.speed_kmh > 0, 20)  # the first phase runs
+        await until(lambda: r.sim.speed_kmh > 0, 20)
+        # The first phase runs once the daemon has seen the belt start, a moment after the
+        # simulator's belt moves: a skip before that skips a phase never announced.
+        await until(lambda: any(e["type"] == "phase_started" for e in phone.on("event")), 20)
         assert (await phone.command({"action": "skip"}))["ok"]  # to the backward phase
         await until(lambda: any(e["type"] == "turn_required" for e in phone.on("event")), 20)
         assert (await phone.command({"action": "stop"}))["ok"]
