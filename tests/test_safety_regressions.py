@@ -69,6 +69,14 @@ async def running_at(r: RunRig, kmh: float, journal: Journal) -> None:
     await r.until(lambda: r.sim.speed_kmh >= kmh - 1e-6, 120)
 
 
+async def paused_by_us(r: RunRig, journal: Journal) -> None:
+    """Running at 2 km/h, then paused by our command; the belt is paused."""
+    await running_at(r, 2.0, journal)
+    journal.command(r.clock.monotonic(), "pause")
+    await r.call(r.runner.pause())
+    await r.until(lambda: r.sim.state == "paused", 10)
+
+
 async def out_of_reach(r: RunRig, journal: Journal) -> float:
     """The treadmill goes out of reach; when, once the runner has noticed."""
     t_out = r.clock.monotonic()
@@ -113,10 +121,7 @@ async def test_1_start_then_stop_in_the_same_turn_never_starts(tmp_path: Path) -
 async def test_1_stop_while_the_restart_speed_is_in_flight(tmp_path: Path) -> None:
     async with run_rig(tmp_path) as r:
         journal = Journal()
-        await running_at(r, 2.0, journal)
-        journal.command(r.clock.monotonic(), "pause")
-        await r.call(r.runner.pause())
-        await r.until(lambda: r.sim.state == "paused", 10)
+        await paused_by_us(r, journal)
         n = len(r.sim.accepted)
         journal.command(r.clock.monotonic(), "resume")
         await r.call(r.runner.resume())
@@ -421,10 +426,7 @@ async def test_a_console_pause_just_after_our_start_is_the_walkers_not_an_old_ec
     set on the paused belt (seed 303508)."""
     async with run_rig(tmp_path) as r:
         journal = Journal()
-        await running_at(r, 2.0, journal)
-        journal.command(r.clock.monotonic(), "pause")
-        await r.call(r.runner.pause())
-        await r.until(lambda: r.sim.state == "paused", 10)
+        await paused_by_us(r, journal)
         journal.link_lost(r.clock.monotonic())
         r.sim.drop_link("dropped by the test")
         await r.until(lambda: r.sim.writes.count(b"\x08\x02") == 2, 30, step=0.01)
