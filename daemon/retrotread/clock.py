@@ -89,8 +89,7 @@ class VirtualClock:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
+        fut = self.timer(seconds)
         try:
             await fut
         finally:
