@@ -208,15 +208,20 @@ async def test_outputs_keep_their_order_across_qos(broker: Broker) -> None:
 
 async def test_telemetry_goes_to_paho_without_a_task(broker: Broker) -> None:
     """The fast path is taken: aiomqtt still keeps its paho client where we look for it
-    (a release that moves it would make telemetry take the slower task path)."""
+    (a release that moves it would make telemetry take the slower task path), and a
+    sample is written in the step that produced it."""
     async with mqtt_client("127.0.0.1", broker.port) as client:
         assert paho_of(client) is not None
     bridge = MqttBridge(_settings(broker.port), Handler())
     task = await _running(bridge)
+    paho = paho_of(bridge._client)  # type: ignore[arg-type]
+    assert paho is not None
     async with Spy(broker.port, ["retrotread/t1/telemetry"]) as spy:
         before = {t.get_name() for t in asyncio.all_tasks()}
         for i in range(20):
             bridge.output("telemetry", {"n": i})
+            # On the socket within the call: no writer callback, no loop turn first.
+            assert not paho.want_write()
         made = {t.get_name() for t in asyncio.all_tasks()} - before
         assert not any(name.startswith("mqtt-publish") for name in made)
         await _wait_for(lambda: len(spy.got) == 20)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from retrotread.session.log import (
+    CHECK_EVERY_S,
     RESERVE_NAME,
     SessionLogError,
     SessionLogWriter,
@@ -148,6 +149,29 @@ def test_a_deleted_directory_is_made_again_losing_nothing(tmp_path: Path) -> Non
     assert [r["t"] for r in log.of("telemetry")] == [1.0, 2.0]
     assert log.header is not None and log.outcome == "completed"
     assert seen.changes == []  # restored at once: recording never stopped
+
+
+def test_a_log_deleted_at_50_hz_is_made_again_within_the_check_interval(tmp_path: Path) -> None:
+    """At 50 samples a second the file is looked for once every ``CHECK_EVERY_S`` of
+    session time, not at every record: the deletion is seen within that, and the records
+    written meanwhile (into the deleted file) are in the copy."""
+    directory = tmp_path / "sessions"
+    w = _writer(directory)
+    seen = Seen(w)
+    times = [round(i * 0.02, 2) for i in range(100)]
+    for t in times[:10]:
+        _telemetry(w, t)
+    shutil.rmtree(directory)
+    back_at = None
+    for t in times[10:]:
+        _telemetry(w, t)
+        if back_at is None and w.path.exists():
+            back_at = t
+    assert back_at is not None and back_at - times[10] < CHECK_EVERY_S
+    w.footer("completed", {})
+    log = read_session(w.path)
+    assert [r["t"] for r in log.of("telemetry")] == times
+    assert seen.changes == []
 
 
 def test_a_deleted_log_that_cannot_be_made_again_is_kept_until_it_can(tmp_path: Path) -> None:

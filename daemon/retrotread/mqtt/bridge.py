@@ -20,6 +20,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 import aiomqtt
 from paho.mqtt.client import MQTT_ERR_SUCCESS, MQTTMessageInfo
+from paho.mqtt.client import Client as PahoClient
 
 from retrotread.backoff import Backoff
 from retrotread.clock import Clock, RealClock
@@ -486,7 +487,6 @@ class _Sender:
 
     def pump(self) -> None:
         out = self.bridge._out
-        wrote = False
         while not self.closed and not out.empty() and len(self.inflight) < self.window:
             item = out.get_nowait()
             self.bridge._took(item)
@@ -496,13 +496,12 @@ class _Sender:
                     continue
                 rc: int
                 try:
-                    info = self.paho.publish(item.topic, item.payload, 0, item.retain)
+                    info = self._publish_now(self.paho, item)
                     rc = info.rc
                 except (ValueError, OSError) as exc:  # paho's checks of topic and payload
                     _failed(f"publishing on {item.topic}", exc)
                     rc = -1
                 if rc == MQTT_ERR_SUCCESS:
-                    wrote = True
                     if item.kind == "telemetry":
                         self.unwritten.append(info)
                 elif item.kind == "telemetry":
@@ -516,8 +515,6 @@ class _Sender:
             self.inflight[task] = item
             self.handing += 1
             task.add_done_callback(self._done)
-        if wrote:
-            asyncio.get_running_loop().call_soon(self._write)
 
     def _behind(self) -> bool:
         """``telemetry_backlog`` samples handed to paho and not yet on the socket.
@@ -531,15 +528,17 @@ class _Sender:
             unwritten.popleft()
         return len(unwritten) >= self.bridge.telemetry_backlog
 
-    def _write(self) -> None:
-        """Write what paho holds, a loop turn before aiomqtt's writer callback would.
+    def _publish_now(self, paho: PahoClient, item: _Out) -> MQTTMessageInfo:
+        """Hand ``item`` to paho and, when nothing waits before it, write it in this step.
 
-        Scheduled after a message was handed to paho, never before: handed one, paho asks
-        aiomqtt for a writer callback with ``call_soon_threadsafe``, and writing before that
-        has run leaves the writer registered for good (paho then believes it is not): a busy
-        loop, and a stale registration that breaks the next connection on the same file
-        descriptor. So not for the tasks' QoS 1 messages either: their steps run after this.
-        A broken socket paho reports to aiomqtt itself.
+        Handed a message with nothing pending, paho asks aiomqtt for a writer callback,
+        which aiomqtt registers with ``call_soon_threadsafe``: a wake-up through the event
+        loop's self-pipe, a loop turn, a writer registered and removed again, per sample.
+        Instead, paho's request is taken here and the message written at once; only what
+        the socket does not take (a full send buffer) is left to aiomqtt's writer, asked
+        for as paho would have. When something is pending already (a QoS 1 message handed
+        over, or a write the socket refused), paho does not ask, nothing is written here,
+        and aiomqtt's writer sends this message after the earlier ones, in order.
 
         Without aiomqtt's on_publish meanwhile: for every QoS 0 message it writes, paho
         builds a reason code and a properties object for that callback (9 % of a sample's
@@ -548,15 +547,29 @@ class _Sender:
         never written, so none is missed. A message still counts as written
         (``is_published``) without it.
         """
-        paho = self.paho
-        if paho is None or self.closed:
-            return
-        confirm = paho.on_publish
+        register, confirm = paho.on_socket_register_write, paho.on_publish
+        asked = False
+
+        def ask(client: PahoClient, userdata: Any, sock: Any) -> None:
+            nonlocal asked
+            asked = True
+
+        paho.on_socket_register_write = ask
         paho.on_publish = None
         try:
-            paho.loop_write()
+            info = paho.publish(item.topic, item.payload, 0, item.retain)
+            if asked:
+                try:
+                    paho.loop_write()  # a broken socket paho reports to aiomqtt itself
+                except Exception as exc:  # aiomqtt's writer meets it again, and disconnects
+                    _failed(f"writing on {item.topic}", exc)
         finally:
+            paho.on_socket_register_write = register
             paho.on_publish = confirm
+        sock = paho.socket()
+        if asked and register is not None and sock is not None and paho.want_write():
+            register(paho, paho.user_data_get(), sock)
+        return info
 
     async def _publish(self, item: _Out) -> None:
         self.handing -= 1  # client.publish hands the message to paho before its first await
