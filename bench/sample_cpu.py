@@ -16,9 +16,13 @@ the difference in samples per second.
 measuring window only) and prints where the CPU goes: each stack charged to one stage of
 the hot path, in µs per sample, and the functions with the most samples of their own.
 
-Floors: the same machine's CPU for a bare aiomqtt QoS 0 publish of a telemetry payload at
-the last rate, and for the paced wake-up alone (an event loop going idle and waking up
-costs CPU too, more in a virtual machine).
+Floors: the same machine's CPU, at the last rate, for a bare aiomqtt QoS 0 publish of a
+telemetry payload, for the same MQTT packet written straight to the broker's socket (the
+least any process that relays samples to MQTT spends), and for the paced wake-up alone.
+An event loop going idle and waking up costs CPU, far more in a virtual machine, and code
+that runs after an idle gap runs slower than the same code run again at once (its caches
+are cold): on the development machine a wake-up alone was ~320 µs, and the socket floor
+~400 µs a sample. The daemon's figure above the socket floor is its own work per sample.
 
 Run: .venv/bin/python bench/sample_cpu.py [--rates 4 50] [--seconds 60] [--profile [FILE]]
 """
@@ -37,7 +41,7 @@ from pathlib import Path
 
 import _common
 from _daemon import connected, daemon_over_bluez, windows
-from retrotread.mqtt.client import mqtt_client
+from retrotread.mqtt.client import mqtt_client, paho_of
 from retrotread.servers import free_port, mosquitto
 from retrotread.sim.treadmill import SimConfig, SimTreadmill
 
@@ -167,26 +171,43 @@ PAYLOAD = (
 )
 
 
-async def floors(rate_hz: float, seconds: float, tmp: Path) -> tuple[list[float], list[float]]:
-    """This process's CPU per message for a bare aiomqtt QoS 0 publish of a telemetry-sized
-    payload at ``rate_hz``, and for the paced wake-up alone, per 1 s batch (µs)."""
+def publish_packet(topic: str, payload: bytes) -> bytes:
+    """An MQTT PUBLISH packet, QoS 0, as it goes on the wire."""
+    body = len(topic).to_bytes(2, "big") + topic.encode() + payload
+    n, length = len(body), bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        length.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes([0x30]) + bytes(length) + body
+
+
+async def floors(rate_hz: float, seconds: float, tmp: Path) -> dict[str, list[float]]:
+    """This process's CPU per message at ``rate_hz``, per 1 s batch (µs): a bare aiomqtt
+    QoS 0 publish of a telemetry-sized payload; the same packet written straight to the
+    broker's socket (no MQTT library: what any relay must at least spend); the paced
+    wake-up alone."""
     per = max(1, round(rate_hz))
-    publish: list[float] = []
-    wake: list[float] = []
+    out: dict[str, list[float]] = {"aiomqtt": [], "socket": [], "wake": []}
+    packet = publish_packet("bench/telemetry", PAYLOAD)
     port = free_port()
     with mosquitto(tmp, port):
         async with mqtt_client("127.0.0.1", port) as client:
+            paho = paho_of(client)
+            assert paho is not None
+            sock = paho.socket()
+            assert sock is not None
             for _ in range(int(seconds)):
-                t0 = time.process_time()
-                for _ in range(per):
-                    await client.publish("bench/telemetry", PAYLOAD, qos=0)
-                    await asyncio.sleep(1.0 / rate_hz)
-                publish.append((time.process_time() - t0) / per * 1e6)
-                t0 = time.process_time()
-                for _ in range(per):
-                    await asyncio.sleep(1.0 / rate_hz)
-                wake.append((time.process_time() - t0) / per * 1e6)
-    return publish, wake
+                for case in out:
+                    t0 = time.process_time()
+                    for _ in range(per):
+                        if case == "aiomqtt":
+                            await client.publish("bench/telemetry", PAYLOAD, qos=0)
+                        elif case == "socket":
+                            sock.send(packet)
+                        await asyncio.sleep(1.0 / rate_hz)
+                    out[case].append((time.process_time() - t0) / per * 1e6)
+    return out
 
 
 async def main(rates: list[float], seconds: float, profile: str | None) -> None:
@@ -212,13 +233,21 @@ async def main(rates: list[float], seconds: float, profile: str | None) -> None:
             print(f"  one more sample per second: {marginal:.0f} µs of CPU ({r0:g} -> {r1:g} Hz)")
         floor_dir = Path(tmp) / "floor"
         floor_dir.mkdir()
-        publish, wake = await floors(rates[-1], min(seconds, 20.0), floor_dir)
+        floor = await floors(rates[-1], min(seconds, 20.0), floor_dir)
         _common.table(
             f"Floors on this machine at {rates[-1]:g} per second (this process's CPU, 1 s batches)",
             [
-                ("bare aiomqtt publish, QoS 0, + the wake-up (µs)", publish, ""),
-                ("the paced wake-up alone (asyncio.sleep) (µs)", wake, ""),
+                ("bare aiomqtt publish, QoS 0, + the wake-up (µs)", floor["aiomqtt"], ""),
+                ("the same packet sent on the socket + the wake-up (µs)", floor["socket"], ""),
+                ("the paced wake-up alone (asyncio.sleep) (µs)", floor["wake"], ""),
             ],
+        )
+        daemon = statistics.median(results[-1][1])
+        wire = statistics.median(floor["socket"])
+        print(
+            f"  the daemon at {rates[-1]:g} Hz above the socket floor: {daemon - wire:.0f} µs per "
+            f"sample ({daemon:.0f} - {wire:.0f}; medians): its own work, bleak's D-Bus parsing "
+            "and the session log included"
         )
         if profile is not None:
             case_dir = Path(tmp) / "profile"

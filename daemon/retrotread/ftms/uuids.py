@@ -5,6 +5,8 @@ FTMS.md §1; Heart Rate Service 1.0.
 
 from __future__ import annotations
 
+import functools
+
 BASE = "0000{:04x}-0000-1000-8000-00805f9b34fb"
 
 
@@ -16,6 +18,7 @@ def uuid16(short: int) -> str:
 _BASE_TAIL = BASE.format(0)[8:]
 
 
+@functools.lru_cache(maxsize=64)
 def short_name(uuid: str) -> str:
     """'00002acd-0000-1000-8000-00805f9b34fb' -> '2acd'; other UUIDs are returned lower-cased."""
     u = uuid.lower()
