@@ -259,6 +259,65 @@ async def test_telemetry_backlog_holds_when_the_broker_stops_reading(broker: Bro
         await _stop(task)
 
 
+async def test_events_are_written_in_the_step_and_wait_for_their_puback(broker: Broker) -> None:
+    """A QoS 1 output is on the socket when ``output`` returns (no task, no loop turn),
+    and at most ``window`` wait for their PUBACK: with the broker stopped, 8 are out and
+    the rest wait in the queue; resumed, all arrive in order, the window refilled by the
+    acknowledgements."""
+    bridge = MqttBridge(_settings(broker.port), Handler())
+    task = await _running(bridge)
+    paho = paho_of(bridge._client)  # type: ignore[arg-type]
+    assert paho is not None and bridge._sender is not None
+    assert broker.server is not None and broker.server.proc is not None
+    pid = broker.server.proc.pid
+    async with Spy(broker.port, ["retrotread/t1/event"]) as spy:
+        before = {t.get_name() for t in asyncio.all_tasks()}
+        bridge.output("event", {"n": -1})
+        assert not paho.want_write()
+        assert {t.get_name() for t in asyncio.all_tasks()} == before
+        await _wait_for(lambda: len(spy.got) == 1 and not bridge._sender.awaiting)  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for i in range(20):
+                bridge.output("event", {"n": i})
+            assert len(bridge._sender.awaiting) == 8
+            assert bridge._out.qsize() == 12
+            await asyncio.sleep(0.2)
+            assert len(bridge._sender.awaiting) == 8  # no PUBACK, no more sent
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await _wait_for(lambda: len(spy.got) == 21)
+        assert [json.loads(p)["n"] for _, p, _ in spy.got] == list(range(-1, 20))
+        await _wait_for(lambda: not bridge._sender.awaiting)  # type: ignore[union-attr]
+        assert bridge._out.empty() and not bridge._held
+        await _no_writer_left(bridge)
+    await bridge.close()
+    await _stop(task)
+
+
+async def test_an_event_without_puback_waits_for_the_next_connection(broker: Broker) -> None:
+    """No PUBACK within the client's timeout: the event is taken back into the held
+    queue (published again on the next connection) and its place in the window is free;
+    the window's other messages are not held up by it."""
+    bridge = MqttBridge(_settings(broker.port), Handler())
+    task = await _running(bridge)
+    sender = bridge._sender
+    assert sender is not None and broker.server is not None and broker.server.proc is not None
+    sender.timeout_s = 0.3
+    pid = broker.server.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        bridge.output("event", {"n": 1})
+        bridge.output("state", {"n": 2})  # state is announced again on connect: not held
+        assert len(sender.awaiting) == 2
+        await _wait_for(lambda: not sender.awaiting)
+        assert [json.loads(item.payload)["n"] for item in bridge._held] == [1]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await bridge.close()
+    await _stop(task)
+
+
 async def test_stop_is_not_queued_behind_other_commands(broker: Broker) -> None:
     handler = Handler()
     handler.block.clear()  # every non-stop command hangs, like a slow ramp write

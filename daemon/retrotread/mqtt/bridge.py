@@ -466,13 +466,16 @@ class _Sender:
 
     Runs on every enqueue and every acknowledgement, in the caller's step: a message goes
     out in the step that produced it, with no task between the runner and the socket.
-    QoS 0 telemetry goes to paho-mqtt directly and is written at once; a QoS 1 message gets
-    a task that awaits its PUBACK, at most ``window`` outstanding (awaiting each before the
-    next would cap throughput at one broker round trip per message). The order on the wire
-    is the queue's: paho sends in the order it is handed messages, and a QoS 0 message waits
-    for every earlier task to have handed over its own. A result or event whose publish
-    fails waits for the next connection. Telemetry paho holds unsent counts against
-    ``telemetry_backlog`` too.
+    Every message goes to paho-mqtt directly and is written at once (``_publish_now``), so
+    the order on the wire is the queue's. A QoS 1 message (results, events, state) then
+    waits for its PUBACK, at most ``window`` outstanding (awaiting each before the next
+    would cap throughput at one broker round trip per message); one without a PUBACK
+    within the client's timeout, or still waiting when the connection ends, counts as
+    failed, as with ``aiomqtt.Client.publish``: a result or an event waits for the next
+    connection. Telemetry paho holds unsent counts against ``telemetry_backlog`` too.
+
+    Should a release of aiomqtt move its paho client out of reach (``paho_of``), every
+    message becomes a task around ``client.publish``, started in queue order.
     """
 
     def __init__(self, bridge: MqttBridge, client: aiomqtt.Client, window: int = 8) -> None:
@@ -480,41 +483,49 @@ class _Sender:
         self.client = client
         self.paho = paho_of(client)
         self.window = window
-        self.inflight: dict[asyncio.Task[None], _Out] = {}
-        self.handing = 0  # tasks that have not yet handed their message to paho
+        self.timeout_s = float(client.timeout or 10.0)
+        self.awaiting: dict[int, tuple[_Out, asyncio.TimerHandle]] = {}  # QoS 1, by mid
+        self.inflight: dict[asyncio.Task[None], _Out] = {}  # without paho: client.publish
         self.unwritten: deque[MQTTMessageInfo] = deque()  # telemetry paho has not sent yet
         self.closed = False
+        self._confirm: Callable[..., None] | None = None  # aiomqtt's on_publish
+        if self.paho is not None:
+            self._confirm = self.paho.on_publish
+            self.paho.on_publish = self._acked
 
     def pump(self) -> None:
         out = self.bridge._out
-        while not self.closed and not out.empty() and len(self.inflight) < self.window:
+        loop = asyncio.get_running_loop()
+        while (
+            not self.closed
+            and not out.empty()
+            and len(self.awaiting) + len(self.inflight) < self.window
+        ):
             item = out.get_nowait()
             self.bridge._took(item)
-            if item.qos == 0 and self.handing == 0 and self.paho is not None:
-                if item.kind == "telemetry" and self._behind():
-                    self.bridge.dropped_telemetry += 1  # a broker that stopped reading
-                    continue
-                rc: int
-                try:
-                    info = self._publish_now(self.paho, item)
-                    rc = info.rc
-                except (ValueError, OSError) as exc:  # paho's checks of topic and payload
-                    _failed(f"publishing on {item.topic}", exc)
-                    rc = -1
-                if rc == MQTT_ERR_SUCCESS:
-                    if item.kind == "telemetry":
-                        self.unwritten.append(info)
-                elif item.kind == "telemetry":
-                    self.bridge.dropped_telemetry += 1  # the connection is going; the log has it
-                else:
-                    self.bridge._held.append(item)
+            if self.paho is None:
+                task = loop.create_task(self._publish(item), name=f"mqtt-publish-{item.topic}")
+                self.inflight[task] = item
+                task.add_done_callback(self._done)
                 continue
-            task = asyncio.get_running_loop().create_task(
-                self._publish(item), name=f"mqtt-publish-{item.topic}"
-            )
-            self.inflight[task] = item
-            self.handing += 1
-            task.add_done_callback(self._done)
+            if item.kind == "telemetry" and self._behind():
+                self.bridge.dropped_telemetry += 1  # a broker that stopped reading
+                continue
+            rc: int
+            try:
+                info = self._publish_now(self.paho, item)
+                rc = info.rc
+            except (ValueError, OSError) as exc:  # paho's checks of topic and payload
+                _failed(f"publishing on {item.topic}", exc)
+                rc = -1
+            if rc != MQTT_ERR_SUCCESS:
+                self._lost(item)  # the connection is going
+            elif item.qos == 0:
+                if item.kind == "telemetry":
+                    self.unwritten.append(info)
+            else:
+                overdue = loop.call_later(self.timeout_s, self._overdue, info.mid)
+                self.awaiting[info.mid] = (item, overdue)
 
     def _behind(self) -> bool:
         """``telemetry_backlog`` samples handed to paho and not yet on the socket.
@@ -533,19 +544,17 @@ class _Sender:
 
         Handed a message with nothing pending, paho asks aiomqtt for a writer callback,
         which aiomqtt registers with ``call_soon_threadsafe``: a wake-up through the event
-        loop's self-pipe, a loop turn, a writer registered and removed again, per sample.
+        loop's self-pipe, a loop turn, a writer registered and removed again, per message.
         Instead, paho's request is taken here and the message written at once; only what
         the socket does not take (a full send buffer) is left to aiomqtt's writer, asked
-        for as paho would have. When something is pending already (a QoS 1 message handed
-        over, or a write the socket refused), paho does not ask, nothing is written here,
-        and aiomqtt's writer sends this message after the earlier ones, in order.
+        for as paho would have. When something is pending already (a write the socket
+        refused), paho does not ask, nothing is written here, and aiomqtt's writer sends
+        this message after the earlier ones, in order.
 
-        Without aiomqtt's on_publish meanwhile: for every QoS 0 message it writes, paho
-        builds a reason code and a properties object for that callback (9 % of a sample's
-        CPU), and aiomqtt only looks for a waiter of its own there. Every QoS 0 message
-        this client sends is ours, with no waiter; QoS 1 confirmations (PUBACKs) are read,
-        never written, so none is missed. A message still counts as written
-        (``is_published``) without it.
+        Without our on_publish meanwhile: for every QoS 0 message it writes, paho builds a
+        reason code and a properties object for that callback (9 % of a sample's CPU),
+        which has nothing to do for one (only PUBACKs are awaited, and those are read,
+        never written). A message still counts as written (``is_published``) without it.
         """
         register, confirm = paho.on_socket_register_write, paho.on_publish
         asked = False
@@ -557,7 +566,7 @@ class _Sender:
         paho.on_socket_register_write = ask
         paho.on_publish = None
         try:
-            info = paho.publish(item.topic, item.payload, 0, item.retain)
+            info = paho.publish(item.topic, item.payload, item.qos, item.retain)
             if asked:
                 try:
                     paho.loop_write()  # a broken socket paho reports to aiomqtt itself
@@ -571,15 +580,39 @@ class _Sender:
             register(paho, paho.user_data_get(), sock)
         return info
 
+    def _acked(self, client: PahoClient, userdata: Any, mid: int, *rest: Any) -> None:
+        """paho's on_publish: a PUBACK (or a QoS 0 message aiomqtt's writer sent)."""
+        entry = self.awaiting.pop(mid, None)
+        if entry is None:
+            if self._confirm is not None:  # one of aiomqtt's own publishes (announce, close)
+                self._confirm(client, userdata, mid, *rest)
+            return
+        entry[1].cancel()
+        # Inside paho's reading, under its callback lock: the window refills a turn later.
+        asyncio.get_running_loop().call_soon(self.pump)
+
+    def _overdue(self, mid: int) -> None:
+        entry = self.awaiting.pop(mid, None)
+        if entry is not None:
+            log.warning(
+                "MQTT broker did not confirm %s within %.0f s", entry[0].topic, self.timeout_s
+            )
+            self._lost(entry[0])
+            self.pump()
+
+    def _lost(self, item: _Out) -> None:
+        if item.kind == "telemetry":
+            self.bridge.dropped_telemetry += 1  # the session log has it
+        elif item.kind in ("result", "event"):
+            self.bridge._held.append(item)  # state and discovery are announced on connect
+
     async def _publish(self, item: _Out) -> None:
-        self.handing -= 1  # client.publish hands the message to paho before its first await
         await self.client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         item = self.inflight.pop(task)
-        failed = task.cancelled() or task.exception() is not None
-        if failed and item.kind in ("result", "event"):
-            self.bridge._held.append(item)
+        if task.cancelled() or task.exception() is not None:
+            self._lost(item)
         if not task.cancelled():
             exc = task.exception()
             if exc is not None and not isinstance(exc, aiomqtt.MqttError):
@@ -588,6 +621,12 @@ class _Sender:
 
     async def close(self) -> None:
         self.closed = True
+        for item, overdue in self.awaiting.values():  # in the order they were sent
+            overdue.cancel()
+            self._lost(item)
+        self.awaiting.clear()
+        if self.paho is not None and self.paho.on_publish == self._acked:
+            self.paho.on_publish = self._confirm
         tasks = list(self.inflight)
         for task in tasks:
             task.cancel()
