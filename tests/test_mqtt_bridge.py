@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 
 from retrotread.backoff import Backoff
 from retrotread.config import MqttConfig
@@ -295,25 +296,109 @@ async def test_events_are_written_in_the_step_and_wait_for_their_puback(broker: 
     await _stop(task)
 
 
-async def test_an_event_without_puback_waits_for_the_next_connection(broker: Broker) -> None:
-    """No PUBACK within the client's timeout: the event is taken back into the held
-    queue (published again on the next connection) and its place in the window is free;
-    the window's other messages are not held up by it."""
-    bridge = MqttBridge(_settings(broker.port), Handler())
+async def test_a_late_puback_is_waited_for_and_nothing_is_sent_twice(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No PUBACK within the client's timeout, on a connection that lives on: a warning,
+    and the messages keep waiting in the window. The broker has them (found in review:
+    the event was taken back into the held queue and published a second time on the next
+    connection, whenever that came)."""
+    bridge = MqttBridge(
+        _settings(broker.port, client_id="bridge"), Handler(), backoff=Backoff(0.1, 0.2)
+    )
     task = await _running(bridge)
     sender = bridge._sender
     assert sender is not None and broker.server is not None and broker.server.proc is not None
     sender.timeout_s = 0.3
     pid = broker.server.proc.pid
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        bridge.output("event", {"n": 1})
-        bridge.output("state", {"n": 2})  # state is announced again on connect: not held
-        assert len(sender.awaiting) == 2
+    async with Spy(broker.port, ["retrotread/t1/event", "retrotread/t1/state"]) as spy:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            bridge.output("event", {"n": 1})
+            bridge.output("state", {"n": 2})
+            await _wait_for(lambda: len(_unconfirmed(caplog)) == 2)
+            assert _unconfirmed(caplog) == ["retrotread/t1/event", "retrotread/t1/state"]
+            assert len(sender.awaiting) == 2 and not bridge._held
+        finally:
+            os.kill(pid, signal.SIGCONT)
         await _wait_for(lambda: not sender.awaiting)
-        assert [json.loads(item.payload)["n"] for item in bridge._held] == [1]
-    finally:
-        os.kill(pid, signal.SIGCONT)
+        assert not bridge._held
+        # A new connection (another client takes the bridge's client id for a moment).
+        async with mqtt_client("127.0.0.1", broker.port, identifier="bridge"):
+            await _wait_for(lambda: not bridge.connected)
+        await _wait_for(lambda: bridge.connected and bridge.connections == 2)
+        bridge.output("event", {"n": 3})  # after anything the new connection sent again
+        await _wait_for(lambda: 3 in [e["n"] for e in spy.json("retrotread/t1/event")])
+        assert [e["n"] for e in spy.json("retrotread/t1/event")] == [1, 3]
+    await bridge.close()
+    await _stop(task)
+
+
+def _unconfirmed(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        str(r.args[0])  # type: ignore[index]
+        for r in caplog.records
+        if r.name == "retrotread.mqtt.bridge" and "not confirm" in str(r.msg)
+    ]
+
+
+async def test_a_long_stall_keeps_the_order_across_qos(broker: Broker) -> None:
+    """Through a broker stall of many timeouts, QoS 0 telemetry never overtakes an earlier
+    event (found in review: each timeout let 8 more events out while paho still counted
+    the earlier ones in flight; past its 20 it kept the next events back, unsent, and the
+    telemetry after them went out first)."""
+    bridge = MqttBridge(_settings(broker.port), Handler(), telemetry_backlog=1000)
+    task = await _running(bridge)
+    sender = bridge._sender
+    assert sender is not None and broker.server is not None and broker.server.proc is not None
+    sender.timeout_s = 0.1
+    pid = broker.server.proc.pid
+    topics = ["retrotread/t1/telemetry", "retrotread/t1/event"]
+    async with Spy(broker.port, topics, qos=0) as spy:
+        sent = []
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for i in range(60):
+                kind = "event" if i % 2 else "telemetry"
+                bridge.output(kind, {"n": i})
+                sent.append((kind, i))
+            await asyncio.sleep(1.0)  # ten timeouts
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await _wait_for(lambda: len(spy.got) >= len(sent))
+        got = [(t.rsplit("/", 1)[1], json.loads(p)["n"]) for t, p, _ in spy.got]
+        assert got == sent
+        await _wait_for(lambda: not sender.awaiting)
+        assert not bridge._held
+        await _no_writer_left(bridge)
+    await bridge.close()
+    await _stop(task)
+
+
+async def test_an_event_awaiting_its_puback_when_the_connection_dies_is_sent_again(
+    broker: Broker,
+) -> None:
+    """A broker that stops answering: the keepalive ends the connection, the event that
+    was waiting for its PUBACK goes out again on the next one (at least once: the old
+    connection may have delivered it too)."""
+    bridge = MqttBridge(_settings(broker.port, keepalive_s=5), Handler(), backoff=Backoff(0.1, 0.2))
+    task = await _running(bridge)
+    assert broker.server is not None and broker.server.proc is not None
+    pid = broker.server.proc.pid
+    async with Spy(broker.port, ["retrotread/t1/event"]) as spy:  # its keepalive is 60 s
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            bridge.output("event", {"n": 1})
+            assert bridge._sender is not None and len(bridge._sender.awaiting) == 1
+            await _wait_for(lambda: not bridge.connected, timeout=30)
+            assert [json.loads(item.payload)["n"] for item in bridge._held] == [1]
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await _wait_for(lambda: bridge.connected, timeout=30)
+        bridge.output("event", {"n": 2})
+        await _wait_for(lambda: 2 in [e["n"] for e in spy.json("retrotread/t1/event")])
+        assert [e["n"] for e in spy.json("retrotread/t1/event")][-2:] == [1, 2]
+    assert not bridge._held
     await bridge.close()
     await _stop(task)
 

@@ -469,10 +469,15 @@ class _Sender:
     Every message goes to paho-mqtt directly and is written at once (``_publish_now``), so
     the order on the wire is the queue's. A QoS 1 message (results, events, state) then
     waits for its PUBACK, at most ``window`` outstanding (awaiting each before the next
-    would cap throughput at one broker round trip per message); one without a PUBACK
-    within the client's timeout, or still waiting when the connection ends, counts as
-    failed, as with ``aiomqtt.Client.publish``: a result or an event waits for the next
-    connection. Telemetry paho holds unsent counts against ``telemetry_backlog`` too.
+    would cap throughput at one broker round trip per message). One still waiting when
+    the connection ends counts as failed: a result or an event waits for the next
+    connection. A PUBACK later than the client's timeout is only worth a warning: on a
+    connection that lives on, the message is on its way (TCP loses nothing, paho sends
+    nothing twice), so it keeps its place in the window; taken as failed, it went out
+    again on the next connection, a duplicate, hours late perhaps, and paho, still
+    counting it in flight, held later QoS 1 messages back past its 20 while QoS 0 ones
+    overtook them. A dead connection is ended by the keepalive (within two of its
+    periods). Telemetry paho holds unsent counts against ``telemetry_backlog`` too.
 
     Should a release of aiomqtt move its paho client out of reach (``paho_of``), every
     message becomes a task around ``client.publish``, started in queue order.
@@ -592,13 +597,13 @@ class _Sender:
         asyncio.get_running_loop().call_soon(self.pump)
 
     def _overdue(self, mid: int) -> None:
-        entry = self.awaiting.pop(mid, None)
+        entry = self.awaiting.get(mid)
         if entry is not None:
             log.warning(
-                "MQTT broker did not confirm %s within %.0f s", entry[0].topic, self.timeout_s
+                "MQTT broker has not confirmed %s within %.0f s; still waiting for it",
+                entry[0].topic,
+                self.timeout_s,
             )
-            self._lost(entry[0])
-            self.pump()
 
     def _lost(self, item: _Out) -> None:
         if item.kind == "telemetry":
