@@ -9,7 +9,9 @@ import pytest
 
 from retrotread.backoff import Backoff
 from retrotread.errors import ControlError, LinkError
+from retrotread.ftms import control as cp
 from retrotread.ftms.status import StatusOp
+from retrotread.link.control_point import CommandTimeout
 from retrotread.link.events import BadFrame, LinkDown, LinkUp, RawFrame, StatusChanged, Telemetry
 from retrotread.link.ftms_client import ControlRefused, Superseded
 from retrotread.service.supervisor import LinkState, Supervisor
@@ -101,6 +103,44 @@ async def test_stop_overtakes_queued_commands() -> None:
         await r.clock.advance(10)
         assert r.sim.state == "stopped"
         assert r.of(Telemetry)[-1].record.speed_kmh == 0.0
+
+
+async def test_a_request_is_on_the_wire_one_loop_turn_after_it_is_submitted() -> None:
+    """The control point's worker writes in its own step: a stop submitted now has reached
+    the treadmill when the loop has run once (a task for the write took a turn more)."""
+    async with rig() as r:
+        await r.drive(r.treadmill.connect())
+        await r.drive(r.treadmill.start())
+        await r.clock.advance(4)
+        n = len(r.sim.writes)
+        answer = r.treadmill.submit(cp.stop(), urgent=True)
+        await asyncio.sleep(0)
+        assert r.sim.writes[n:] == [b"\x08\x01"]
+        response = await r.drive(asyncio.wait_for(answer, 5))
+        assert response.ok
+
+
+async def test_a_stop_shortens_the_wait_for_an_unanswered_write() -> None:
+    """A write the treadmill never answers holds the control point for its own timeout
+    (5 s), unless a stop comes: from then on it is given ``stop_wait_s`` (1.5 s), and the
+    link is dropped then so that the stop goes out on a fresh one (FTMS rule 4)."""
+    async with rig() as r:
+        await r.drive(r.treadmill.connect())
+        await r.drive(r.treadmill.start())
+        await r.clock.advance(4)
+        r.sim.faults.drop_control_replies = 1
+        speed = asyncio.ensure_future(r.treadmill.set_speed(1.5))
+        await r.clock.advance(2.0)  # on the wire, unanswered
+        assert r.sim.writes[-1][:1] == b"\x02"
+        stop = asyncio.ensure_future(r.treadmill.stop())
+        t_stop = r.clock.monotonic()
+        with pytest.raises(LinkError, match=r"no response within 3\.5 s"):
+            await r.drive(asyncio.wait_for(stop, 10), limit_s=4)  # sent again on a new link
+        downs = r.of(LinkDown)
+        assert len(downs) == 1 and "no response within" in downs[0].reason
+        assert downs[0].t - t_stop == pytest.approx(1.5, abs=0.02)
+        with pytest.raises(CommandTimeout):
+            await speed
 
 
 async def test_no_command_while_disconnected() -> None:

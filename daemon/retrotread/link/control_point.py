@@ -19,11 +19,12 @@ All waiting is on the injected clock, so every timeout path can be tested.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from retrotread.clock import Clock
 from retrotread.errors import (
@@ -90,7 +91,7 @@ class ControlPoint:
         self.has_control = False
         self._queue: deque[_Job] = deque()
         self._wakeup = asyncio.Event()
-        self._urgent_bell: asyncio.Future[None] | None = None  # rung when a stop/pause waits
+        self._hurry: Callable[[], None] | None = None  # the running wait's: a stop/pause waits
         self._urgent_since: float | None = None
         self._reply: asyncio.Future[cp.ControlResponse] | None = None
         self._reply_op: int | None = None
@@ -200,9 +201,8 @@ class ControlPoint:
                 current.dropped = f"superseded by {_name(request)}"
             if self._reply is not None and self._urgent_since is None:
                 self._urgent_since = self.clock.monotonic()
-                bell = self._urgent_bell
-                if bell is not None and not bell.done():
-                    bell.set_result(None)
+                if self._hurry is not None:
+                    self._hurry()  # the procedure on the wire now has the shorter deadline
         else:
             self._queue.append(job)
         self._wakeup.set()
@@ -305,7 +305,12 @@ class ControlPoint:
         return response
 
     async def _procedure(self, request: bytes) -> cp.ControlResponse:
-        """One write and its indication, both within the deadline."""
+        """One write and its indication, both within the deadline.
+
+        The write runs in the worker's own step, not in a task of its own: the request is
+        on its way to the treadmill in the step that took it from the queue (a task would
+        start it a loop turn later).
+        """
         name = _name(request)
         started = self.clock.monotonic()
         loop = asyncio.get_running_loop()
@@ -313,9 +318,8 @@ class ControlPoint:
         self._reply, self._reply_op = reply, request[0]
         try:
             self.on_write(request)
-            write = asyncio.ensure_future(self._write(request))
             try:
-                await self._within_deadline(write, started, name)
+                await self._within_deadline(self._write(request), started, name)
             except AttError as exc:
                 if exc.code in (ATT_PROCEDURE_IN_PROGRESS, ATT_CCCD_IMPROPERLY_CONFIGURED):
                     why = (
@@ -332,38 +336,75 @@ class ControlPoint:
             if not reply.done():
                 reply.cancel()
 
-    async def _within_deadline(self, fut: Awaitable[T], started: float, name: str) -> T:
-        """Await ``fut`` until the procedure's deadline (shorter while a stop waits)."""
-        task = asyncio.ensure_future(fut)
-        task.add_done_callback(_quiet)  # retrieved here even if we are cancelled meanwhile
-        try:
-            while not task.done():
-                deadline = started + self._limit_s
-                if self._urgent_since is not None:
-                    deadline = min(deadline, max(started, self._urgent_since) + self.urgent_wait_s)
-                remaining = deadline - self.clock.monotonic()
-                if remaining <= 0:
-                    self._break(
-                        f"{name}: no response within {self.clock.monotonic() - started:.1f} s"
-                    )
-                    raise CommandTimeout(name, "no response from the treadmill")
-                # A timer and a bell, not tasks: this runs for every control point request.
+    def _deadline(self, started: float) -> float:
+        deadline = started + self._limit_s
+        if self._urgent_since is not None:
+            deadline = min(deadline, max(started, self._urgent_since) + self.urgent_wait_s)
+        return deadline
+
+    async def _within_deadline(self, aw: Awaitable[T], started: float, name: str) -> T:
+        """Await ``aw`` in this task until the procedure's deadline, shorter while a stop
+        or pause waits; past it, CommandTimeout and the link is given up (FTMS rule 4).
+
+        The way ``asyncio.timeout`` works, on the daemon's clock: a timer that, when the
+        deadline has come, cancels this task, and that cancellation (not one from outside,
+        such as ``close``) becomes the timeout here. ``submit`` calls ``_hurry`` when an
+        urgent request arrives, which moves the timer to the shorter deadline.
+        """
+        me = asyncio.current_task()
+        assert me is not None
+        if self._deadline(started) <= self.clock.monotonic():
+            if inspect.iscoroutine(aw):
+                aw.close()  # never started: nothing of it reached the treadmill
+            raise self._timed_out(name, started)
+        loop = asyncio.get_running_loop()
+        expired = False
+        timer: asyncio.Future[None] | None = None
+
+        def expire() -> None:
+            nonlocal expired
+            if self._hurry is arm and not expired:  # still waiting here
+                expired = True
+                me.cancel()
+
+        def arm() -> None:
+            nonlocal timer
+            if timer is not None:
+                timer.cancel()
+                timer = None
+            remaining = self._deadline(started) - self.clock.monotonic()
+            if remaining > 0:
                 timer = self.clock.timer(remaining)
-                waits: set[asyncio.Future[Any]] = {task, timer}
-                if self._urgent_since is None:
-                    self._urgent_bell = asyncio.get_running_loop().create_future()
-                    waits.add(self._urgent_bell)
-                try:
-                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for w in waits:
-                        if w is not task:
-                            w.cancel()
-                    self._urgent_bell = None
-            return task.result()
+                timer.add_done_callback(rang)
+            elif asyncio.current_task() is me:
+                loop.call_soon(expire)  # a task cannot be cancelled at its own await yet
+            else:
+                expire()
+
+        def rang(t: asyncio.Future[None]) -> None:
+            if t is timer and not t.cancelled():
+                arm()  # looks at the deadline again: it may have moved
+
+        self._hurry = arm
+        arm()
+        try:
+            result = await aw
+        except asyncio.CancelledError:
+            if expired and me.uncancel() == 0:  # our timer's, nobody else's
+                raise self._timed_out(name, started) from None
+            raise
+        else:
+            if expired:
+                me.uncancel()  # done as the deadline came: the answer counts
+            return result
         finally:
-            if not task.done():
-                task.cancel()
+            self._hurry = None
+            if timer is not None:
+                timer.cancel()
+
+    def _timed_out(self, name: str, started: float) -> CommandTimeout:
+        self._break(f"{name}: no response within {self.clock.monotonic() - started:.1f} s")
+        return CommandTimeout(name, "no response from the treadmill")
 
     def _break(self, reason: str) -> None:
         """FTMS rule 4: after a timeout, no more procedures on this link."""
@@ -371,12 +412,6 @@ class ControlPoint:
         self._fail_queued(lambda job: LinkError(f"{_name(job.request)}: {reason}"))
         self._closed_reason = reason
         self.on_broken(reason)
-
-
-def _quiet(task: asyncio.Future[Any]) -> None:
-    """Retrieve a dropped write's outcome so that nothing is reported as unhandled."""
-    if not task.cancelled():
-        task.exception()
 
 
 def _name(request: bytes) -> str:
