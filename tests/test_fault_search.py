@@ -33,6 +33,7 @@ FOUND += [2138, 2466, 2888, 2991, 3723, 3743, 100662, 100872, 101377, 101581]
 FOUND += [300174, 301744, 302951, 302974, 303018, 303316, 303508, 303946]
 FOUND += [310365]  # the checker's: a write refused for want of control, then sent again
 FOUND += [311534]  # a person's stop dropped with the queue by the walker's console start
+FOUND += [361193]  # the checker's: a console start hid the console incline change after it
 FRESH = random.Random().sample(range(10_000, 10_000_000), 8)
 
 
@@ -159,3 +160,24 @@ def test_a_write_refused_for_want_of_control_sets_no_interval(
         AcceptedWrite(132.925, bytes.fromhex("026400"), "paused", 1.0, 0.0, 0.0, 0x01),
     ]
     assert [v.rule for v in check(rules, writes, journal, 140.0)] == expected
+
+
+@pytest.mark.parametrize(("pct", "expected"), [(0.5, []), (2.0, ["step"])])
+def test_an_incline_change_behind_a_console_start_still_races_our_write(
+    pct: float, expected: list[str]
+) -> None:
+    """The walker starts the belt at the console and, 40 ms later, sets 13.5 % there; our
+    next incline step (from 1.0 %) reaches the treadmill 60 ms after that, before either
+    status could be known. Judged against the incline before the walker's change it is a
+    step (0.5); a jump (2.0) is still caught. The start ahead of the change hid it from
+    the checker (seed 361193)."""
+    rules = Rules(4.0, 15.0, 0.5, 0.5, 1.0, 0.1)
+    journal = Journal()
+    journal.command(97.96, "start")
+    journal.command(101.21, "finish")
+    journal.at_console(106.98, "start")
+    journal.at_console(107.02, "incline", 13.5, 1.0)
+    journal.statuses = [(107.08, b"\x04"), (107.12, bytes.fromhex("068700"))]
+    raw = round(pct * 10).to_bytes(2, "little", signed=True)
+    writes = [AcceptedWrite(107.08, b"\x03" + raw, "running", 0.5, 13.5, 0.05, 0x01)]
+    assert [v.rule for v in check(rules, writes, journal, 120.0)] == expected

@@ -236,10 +236,16 @@ def _setpoints(
         # The treadmill as it was when the write reached it; and, if the walker acted so
         # shortly before that no client could know yet, as it was before the walker acted.
         # Either is a fair judge: a write is wrong only if it is wrong in both.
+        # Before the walker acted: for speed, before their first action that moves the belt;
+        # for incline, before their first incline change (a console start before it does
+        # not change the incline, and must not hide it: seed 361193).
         contexts = [_context(w, q, None)]
         racing = _racing(console, w.t, (q, "pause", "stop", "safety_key", "start"))
-        if racing and (q == "speed" or racing[0].action == q):
-            contexts.append(_context(w, q, racing[0]))
+        walker = racing[0] if q == "speed" and racing else None
+        if q == "incline":
+            walker = next((c for c in racing if c.action == q), None)
+        if walker is not None:
+            contexts.append(_context(w, q, walker))
         verdicts = [_judge(rules, q, value, *c) for c in contexts]
         if all(v for v in verdicts):
             rule, detail = verdicts[0][0]
