@@ -7,6 +7,7 @@ import json
 import os
 import selectors
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -399,6 +400,36 @@ async def test_an_event_awaiting_its_puback_when_the_connection_dies_is_sent_aga
         await _wait_for(lambda: 2 in [e["n"] for e in spy.json("retrotread/t1/event")])
         assert [e["n"] for e in spy.json("retrotread/t1/event")][-2:] == [1, 2]
     assert not bridge._held
+    await bridge.close()
+    await _stop(task)
+
+
+async def test_events_keep_their_order_when_the_connection_breaks_under_them(
+    broker: Broker,
+) -> None:
+    """The connection breaks while events are written: those handed to paho before the
+    break (waiting for their PUBACK) and those after it (paho has no socket any more) go
+    out again on the next connection in the order they came (found in review: the ones
+    after the break were held at once, ahead of the older ones still waiting)."""
+    bridge = MqttBridge(_settings(broker.port), Handler(), backoff=Backoff(0.1, 0.2))
+    task = await _running(bridge)
+    assert broker.server is not None and broker.server.proc is not None
+    proc = broker.server.proc
+    proc.kill()
+    proc.wait()  # without a turn of the event loop: the bridge has not read the end yet
+    bridge.output("event", {"n": 1})  # written; the dead peer answers with a reset
+    time.sleep(0.1)  # noqa: ASYNC251 (the reset arrives; the event loop must not turn)
+    bridge.output("event", {"n": 2})  # its write meets the reset: paho closes the socket
+    bridge.output("event", {"n": 3})  # no socket
+    bridge._reply({"n": 4})  # a command's result
+    await _wait_for(lambda: not bridge.connected)
+    assert [json.loads(item.payload)["n"] for item in bridge._held] == [1, 2, 3, 4]
+    broker.stop()
+    broker.start()
+    await _wait_for(lambda: bridge.connected)
+    sender = bridge._sender
+    assert sender is not None
+    await _wait_for(lambda: not bridge._held and bridge._out.empty() and not sender.awaiting)
     await bridge.close()
     await _stop(task)
 

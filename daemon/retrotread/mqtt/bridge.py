@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Literal, NamedTuple, Protocol
 
 import aiomqtt
-from paho.mqtt.client import MQTT_ERR_SUCCESS, MQTTMessageInfo
+from paho.mqtt.client import MQTT_ERR_NO_CONN, MQTT_ERR_SUCCESS, MQTTMessageInfo
 from paho.mqtt.client import Client as PahoClient
 
 from retrotread.backoff import Backoff
@@ -523,8 +523,14 @@ class _Sender:
             except (ValueError, OSError) as exc:  # paho's checks of topic and payload
                 _failed(f"publishing on {item.topic}", exc)
                 rc = -1
-            if rc != MQTT_ERR_SUCCESS:
-                self._lost(item)  # the connection is going
+            if rc == MQTT_ERR_NO_CONN:
+                # paho has closed the socket: the connection is going. What waits for a
+                # PUBACK came before this one, and goes to the held queue first; the rest
+                # of the queue stays for the bridge to take back when the connection ends.
+                self._abandon()
+                self._lost(item)
+            elif rc != MQTT_ERR_SUCCESS:
+                self._lost(item)
             elif item.qos == 0:
                 if item.kind == "telemetry":
                     self.unwritten.append(info)
@@ -624,12 +630,16 @@ class _Sender:
                 _failed("publishing an MQTT message", exc)
         self.pump()
 
-    async def close(self) -> None:
+    def _abandon(self) -> None:
+        """Publish no more; what waits for a PUBACK counts as failed, in the order sent."""
         self.closed = True
-        for item, overdue in self.awaiting.values():  # in the order they were sent
+        for item, overdue in self.awaiting.values():
             overdue.cancel()
             self._lost(item)
         self.awaiting.clear()
+
+    async def close(self) -> None:
+        self._abandon()
         if self.paho is not None and self.paho.on_publish == self._acked:
             self.paho.on_publish = self._confirm
         tasks = list(self.inflight)
