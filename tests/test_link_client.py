@@ -16,7 +16,7 @@ from retrotread.link.events import BadFrame, LinkDown, LinkUp, RawFrame, StatusC
 from retrotread.link.ftms_client import ControlRefused, Superseded
 from retrotread.service.supervisor import LinkState, Supervisor
 from retrotread.sim.treadmill import Faults, SimConfig
-from tests.linkhelpers import rig
+from tests.linkhelpers import Rig, rig
 
 
 async def test_capabilities_read_after_connect() -> None:
@@ -120,18 +120,25 @@ async def test_a_request_is_on_the_wire_one_loop_turn_after_it_is_submitted() ->
         assert response.ok
 
 
+async def _unanswered_speed(r: Rig, after_s: float) -> asyncio.Future[None]:
+    """A belt running, then a Set Target Speed the treadmill never answers, ``after_s``
+    on the wire."""
+    await r.drive(r.treadmill.connect())
+    await r.drive(r.treadmill.start())
+    await r.clock.advance(4)
+    r.sim.faults.drop_control_replies = 1
+    speed = asyncio.ensure_future(r.treadmill.set_speed(1.5))
+    await r.clock.advance(after_s)
+    assert r.sim.writes[-1][:1] == b"\x02"
+    return speed
+
+
 async def test_a_stop_shortens_the_wait_for_an_unanswered_write() -> None:
     """A write the treadmill never answers holds the control point for its own timeout
     (5 s), unless a stop comes: from then on it is given ``stop_wait_s`` (1.5 s), and the
     link is dropped then so that the stop goes out on a fresh one (FTMS rule 4)."""
     async with rig() as r:
-        await r.drive(r.treadmill.connect())
-        await r.drive(r.treadmill.start())
-        await r.clock.advance(4)
-        r.sim.faults.drop_control_replies = 1
-        speed = asyncio.ensure_future(r.treadmill.set_speed(1.5))
-        await r.clock.advance(2.0)  # on the wire, unanswered
-        assert r.sim.writes[-1][:1] == b"\x02"
+        speed = await _unanswered_speed(r, 2.0)
         stop = asyncio.ensure_future(r.treadmill.stop())
         t_stop = r.clock.monotonic()
         with pytest.raises(LinkError, match=r"no response within 3\.5 s"):
@@ -141,6 +148,16 @@ async def test_a_stop_shortens_the_wait_for_an_unanswered_write() -> None:
         assert downs[0].t - t_stop == pytest.approx(1.5, abs=0.02)
         with pytest.raises(CommandTimeout):
             await speed
+
+
+async def test_a_request_on_the_wire_fails_when_the_link_drops() -> None:
+    """The link drops while a write waits for its indication: its caller is told
+    (LinkError), it is not left waiting for an answer that cannot come."""
+    async with rig() as r:
+        speed = await _unanswered_speed(r, 1.0)
+        r.sim.drop_link("power cut")
+        with pytest.raises(LinkError, match="power cut"):
+            await r.drive(asyncio.wait_for(speed, 10), limit_s=1)
 
 
 async def test_no_command_while_disconnected() -> None:

@@ -127,6 +127,11 @@ class ControlPoint:
         self._fail_queued(lambda job: LinkError(f"{_name(job.request)}: {reason}"))
         worker, self._worker = self._worker, None
         if worker is not None and worker is not asyncio.current_task():
+            # The request being carried out fails here: its worker ends without a word.
+            current = self._current
+            if current is not None and not current.future.done():
+                current.future.set_exception(LinkError(f"{_name(current.request)}: {reason}"))
+                current.future.exception()
             worker.cancel()
 
     def control_lost(self) -> None:
