@@ -8,10 +8,11 @@ import random
 import pytest
 
 from retrotread.backoff import Backoff
+from retrotread.clock import VirtualClock
 from retrotread.errors import ControlError, LinkError
 from retrotread.ftms import control as cp
 from retrotread.ftms.status import StatusOp
-from retrotread.link.control_point import CommandTimeout
+from retrotread.link.control_point import CommandTimeout, ControlPoint
 from retrotread.link.events import BadFrame, LinkDown, LinkUp, RawFrame, StatusChanged, Telemetry
 from retrotread.link.ftms_client import ControlRefused, Superseded
 from retrotread.service.supervisor import LinkState, Supervisor
@@ -250,3 +251,50 @@ async def test_silence_watchdog_declares_link_lost() -> None:
         assert await r.clock.run_until(lambda: sup.state == LinkState.CONNECTED, 30)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def _misbehaving_write(kind: str) -> tuple[VirtualClock, ControlPoint, list[str]]:
+    """A control point whose transport answers Request Control and then, for any other
+    request, hangs in its write and handles the deadline's cancellation badly: ``convert``
+    turns it into a LinkError, ``swallow`` ignores the first one and waits again. (Neither
+    bleak nor the simulator does this: the transport is stood in for, not the control
+    point.)"""
+    clock = VirtualClock()
+    broken: list[str] = []
+
+    async def write(request: bytes) -> None:
+        if request[:1] == b"\x00":
+            loop = asyncio.get_running_loop()
+            loop.call_soon(control.indication, cp.ControlResponse(0x00, cp.ResultCode.SUCCESS))
+            return
+        try:
+            await clock.sleep(60)
+        except asyncio.CancelledError:
+            if kind == "convert":
+                raise LinkError("the write was cut off") from None
+        await clock.sleep(60)
+
+    control = ControlPoint(write, clock, timeout_s=5.0, on_broken=broken.append)
+    control.open()
+    return clock, control, broken
+
+
+@pytest.mark.parametrize("kind", ["convert", "swallow"])
+async def test_the_deadline_holds_whatever_the_write_does_with_its_cancellation(
+    kind: str,
+) -> None:
+    """Past its 5 s, a request fails with CommandTimeout and the link is given up (FTMS
+    rule 4), also when the write turns the cancellation into another error (it failed
+    with that error instead, the link kept, and a cancellation left counted against the
+    worker) or swallows it (the worker waited on for the write's whole minute)."""
+    clock, control, broken = await _misbehaving_write(kind)
+    answer = control.submit(cp.set_target_speed(2.0))
+    await clock.advance(5.2 if kind == "convert" else 5.7)
+    assert answer.done()
+    with pytest.raises(CommandTimeout):
+        answer.result()
+    # Cut off at 5.0 s; the one that swallowed it, cancelled again 0.5 s later.
+    seconds = "5.0" if kind == "convert" else "5.5"
+    assert broken == [f"set_target_speed: no response within {seconds} s"]
+    assert not control.is_open
+    control.close("test over")

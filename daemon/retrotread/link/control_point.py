@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+RECANCEL_S = 0.5
+"""How often a write that holds on past its deadline is cancelled again."""
+
+
 class ControlRefused(ControlError):
     """The treadmill does not let us take control (result 0x05, or Request Control refused)."""
 
@@ -355,6 +359,12 @@ class ControlPoint:
         deadline has come, cancels this task, and that cancellation (not one from outside,
         such as ``close``) becomes the timeout here. ``submit`` calls ``_hurry`` when an
         urgent request arrives, which moves the timer to the shorter deadline.
+
+        The deadline holds whatever the transport's write does with the cancellation: one
+        that swallows it is cancelled again every ``RECANCEL_S`` until it ends, and any
+        error that comes out once the deadline has passed is the timeout (a write that
+        turned the cancellation into another error would otherwise leave a cancellation
+        counted against the worker, and the next timeout would end it for good).
         """
         me = asyncio.current_task()
         assert me is not None
@@ -363,17 +373,28 @@ class ControlPoint:
                 aw.close()  # never started: nothing of it reached the treadmill
             raise self._timed_out(name, started)
         loop = asyncio.get_running_loop()
-        expired = False
+        cancels = 0  # ours, each to be taken back with uncancel
         timer: asyncio.Future[None] | None = None
 
         def expire() -> None:
-            nonlocal expired
-            if self._hurry is arm and not expired:  # still waiting here
-                expired = True
-                me.cancel()
+            nonlocal cancels, timer
+            if self._hurry is not arm:  # no longer waiting here
+                return
+            cancels += 1
+            me.cancel()
+            if timer is not None:
+                timer.cancel()
+            timer = self.clock.timer(RECANCEL_S)  # in case the write does not let go
+            timer.add_done_callback(again)
+
+        def again(t: asyncio.Future[None]) -> None:
+            if t is timer and not t.cancelled():
+                expire()
 
         def arm() -> None:
             nonlocal timer
+            if cancels:
+                return  # past the deadline already
             if timer is not None:
                 timer.cancel()
                 timer = None
@@ -394,12 +415,17 @@ class ControlPoint:
         arm()
         try:
             result = await aw
-        except asyncio.CancelledError:
-            if expired and me.uncancel() == 0:  # our timer's, nobody else's
-                raise self._timed_out(name, started) from None
+        except BaseException as exc:
+            if cancels:
+                left = 0
+                for _ in range(cancels):
+                    left = me.uncancel()
+                if left == 0:  # our timer's, nobody else's
+                    cause = None if isinstance(exc, asyncio.CancelledError) else exc
+                    raise self._timed_out(name, started) from cause
             raise
         else:
-            if expired:
+            for _ in range(cancels):
                 me.uncancel()  # done as the deadline came: the answer counts
             return result
         finally:
