@@ -32,3 +32,19 @@ def table(title: str, rows: list[tuple[str, Sequence[float], str]]) -> None:
             f"{name:<{w}} {med:>9.3g}{unit:<1} {pct(values, 99):>9.3g}{unit:<1} "
             f"{min(values):>9.3g}{unit:<1} {max(values):>9.3g}{unit:<1} {len(values):>6}"
         )
+
+
+def mqtt_packet(kind: int, body: bytes) -> bytes:
+    """One MQTT 3.1.1 control packet: type byte, remaining length (varint), body."""
+    length, size = b"", len(body)
+    while True:
+        size, byte = divmod(size, 128)
+        length += bytes([byte | (0x80 if size else 0)])
+        if not size:
+            return bytes([kind]) + length + body
+
+
+def mqtt_str(text: str) -> bytes:
+    """An MQTT UTF-8 string: two bytes of length, then the bytes."""
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data

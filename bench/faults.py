@@ -37,7 +37,7 @@ from typing import Any
 
 import aiomqtt
 
-import _common  # noqa: F401 - puts the package on sys.path
+import _common
 from retrotread.config import Config, MqttConfig, SessionsConfig
 from retrotread.mqtt.client import mqtt_client
 from retrotread.servers import ServerProcess, free_port, mosquitto
@@ -444,34 +444,19 @@ def fuzz_payloads(n: int, rng: random.Random) -> list[bytes]:
     return payloads
 
 
-def _mqtt_packet(kind: int, body: bytes) -> bytes:
-    """One MQTT 3.1.1 control packet: type byte, remaining length (varint), body."""
-    length, size = b"", len(body)
-    while True:
-        size, byte = divmod(size, 128)
-        length += bytes([byte | (0x80 if size else 0)])
-        if not size:
-            return bytes([kind]) + length + body
-
-
-def _mqtt_str(text: str) -> bytes:
-    data = text.encode()
-    return len(data).to_bytes(2, "big") + data
-
-
 async def raw_burst(port: int, topic: str, payloads: list[bytes]) -> float:
     """Publish ``payloads`` (QoS 0) in one write on a bare MQTT connection: a real burst,
     as fast as the loopback takes it, with no client library pacing it. Seconds taken."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    connect = _mqtt_str("MQTT") + bytes([4, 0x02]) + (30).to_bytes(2, "big")
-    writer.write(_mqtt_packet(0x10, connect + _mqtt_str("bench-burst")))
+    connect = _common.mqtt_str("MQTT") + bytes([4, 0x02]) + (30).to_bytes(2, "big")
+    writer.write(_common.mqtt_packet(0x10, connect + _common.mqtt_str("bench-burst")))
     await writer.drain()
     await reader.readexactly(4)  # CONNACK
     started = time.monotonic()
-    writer.write(b"".join(_mqtt_packet(0x30, _mqtt_str(topic) + p) for p in payloads))
+    writer.write(b"".join(_common.mqtt_packet(0x30, _common.mqtt_str(topic) + p) for p in payloads))
     await writer.drain()
     took = time.monotonic() - started
-    writer.write(_mqtt_packet(0xE0, b""))  # DISCONNECT
+    writer.write(_common.mqtt_packet(0xE0, b""))  # DISCONNECT
     await writer.drain()
     writer.close()
     await writer.wait_closed()

@@ -171,17 +171,6 @@ PAYLOAD = (
 )
 
 
-def publish_packet(topic: str, payload: bytes) -> bytes:
-    """An MQTT PUBLISH packet, QoS 0, as it goes on the wire."""
-    body = len(topic).to_bytes(2, "big") + topic.encode() + payload
-    n, length = len(body), bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        length.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes([0x30]) + bytes(length) + body
-
-
 async def floors(rate_hz: float, seconds: float, tmp: Path) -> dict[str, list[float]]:
     """This process's CPU per message at ``rate_hz``, per 1 s batch (µs): a bare aiomqtt
     QoS 0 publish of a telemetry-sized payload; the same packet written straight to the
@@ -189,7 +178,7 @@ async def floors(rate_hz: float, seconds: float, tmp: Path) -> dict[str, list[fl
     wake-up alone."""
     per = max(1, round(rate_hz))
     out: dict[str, list[float]] = {"aiomqtt": [], "socket": [], "wake": []}
-    packet = publish_packet("bench/telemetry", PAYLOAD)
+    packet = _common.mqtt_packet(0x30, _common.mqtt_str("bench/telemetry") + PAYLOAD)
     port = free_port()
     with mosquitto(tmp, port):
         async with mqtt_client("127.0.0.1", port) as client:
