@@ -240,12 +240,10 @@ def _setpoints(
         # for incline, before their first incline change (a console start before it does
         # not change the incline, and must not hide it: seed 361193).
         contexts = [_context(w, q, None)]
-        racing = _racing(console, w.t, (q, "pause", "stop", "safety_key", "start"))
-        walker = racing[0] if q == "speed" and racing else None
-        if q == "incline":
-            walker = next((c for c in racing if c.action == q), None)
-        if walker is not None:
-            contexts.append(_context(w, q, walker))
+        moves = (q, "pause", "stop", "safety_key", "start") if q == "speed" else (q,)
+        racing = _racing(console, w.t, moves)
+        if racing:
+            contexts.append(_context(w, q, racing[0]))
         verdicts = [_judge(rules, q, value, *c) for c in contexts]
         if all(v for v in verdicts):
             rule, detail = verdicts[0][0]
