@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from selenium import webdriver
@@ -52,8 +53,17 @@ def shown(driver: webdriver.Chrome, element_id: str) -> bool:
 
 
 def tap(driver: webdriver.Chrome, element: WebElement) -> None:
-    """Scroll ``element`` clear of the STOP bar, as a thumb would, then tap it."""
+    """Scroll ``element`` clear of the STOP bar, as a thumb would, then tap it once it
+    stands still: a line the page adds above it (a coach's cue as a session starts) moves
+    it, and WebDriver's click goes to where it was (a tap on nothing, 1 run in 3)."""
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    seen: list[dict[str, Any]] = []
+
+    def still() -> bool:
+        seen.append(element.rect)
+        return len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]
+
+    wait_for(driver, still, 5)
     element.click()
 
 
